@@ -1,0 +1,58 @@
+"""larq_tentacle: TentacleNet pseudo-ensemble binary CNNs on Larq.
+
+Importing this package selects Keras 2 (`TF_USE_LEGACY_KERAS=1`) before TensorFlow
+loads, because Larq does not work with Keras 3.
+"""
+
+from larq_tentacle import _environment
+
+_environment.select_legacy_keras()
+_environment.check_keras_is_legacy()
+
+import importlib  # noqa: E402
+
+from larq_tentacle import models as _models  # noqa: E402
+from larq_tentacle.initializers import PseudoHadamard  # noqa: E402
+from larq_tentacle.layout import TentacleLayout, layout  # noqa: E402
+from larq_tentacle.registry import build, get_spec, list_models, register_model  # noqa: E402
+from larq_tentacle.serialization import custom_objects, load_model  # noqa: E402
+from larq_tentacle.size import larq_memory_kb, paper_size_kb  # noqa: E402
+from larq_tentacle.template import tentaclize  # noqa: E402
+from larq_tentacle.versions import doctor, versions  # noqa: E402
+
+for _spec in _models.SPECS:
+    register_model(_spec)
+
+try:
+    __version__ = importlib.metadata.version("larq_tentacle")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree
+    __version__ = "0+unknown"
+
+# Parts that load heavy dependencies (the LCE converter, tf.data pipelines) are
+# imported on first use, so `import larq_tentacle` stays fast.
+_LAZY = {}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        return getattr(module, name)
+    raise AttributeError(f"module 'larq_tentacle' has no attribute {name!r}")
+
+
+__all__ = [
+    "PseudoHadamard",
+    "TentacleLayout",
+    "build",
+    "custom_objects",
+    "doctor",
+    "get_spec",
+    "larq_memory_kb",
+    "layout",
+    "list_models",
+    "load_model",
+    "paper_size_kb",
+    "register_model",
+    "tentaclize",
+    "versions",
+]

@@ -1,0 +1,73 @@
+"""Pseudo-Hadamard initialization of binary kernels (TentacleNet §3.2).
+
+Orthogonal initial weights train better (Saxe et al.); in the binary domain the
+orthogonal ±1 matrices are Hadamard matrices. A Sylvester matrix only exists for
+orders 2^k, so a kernel with `fan_in` inputs and `units` filters takes a Sylvester
+matrix of order 2^ceil(log2(fan_in)) whose columns are permuted and cut to
+`fan_in`, and whose rows are randomly *removed* (units < order) or *replicated*
+(units > order). Each tentacle passes its own seed, so tentacles start from
+different, individually near-orthogonal kernels.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from larq_tentacle.validation import positive_int
+
+
+def sylvester_hadamard(order: int) -> np.ndarray:
+    """The ±1 Hadamard matrix of `order` (a power of two) by Sylvester's construction."""
+    order = positive_int("order", order)
+    if order & (order - 1):
+        raise ValueError(f"Sylvester Hadamard matrices exist for powers of two, got order={order}.")
+    matrix = np.ones((1, 1), dtype=np.int8)
+    while matrix.shape[0] < order:
+        matrix = np.block([[matrix, matrix], [matrix, -matrix]])
+    return matrix
+
+
+def pseudo_hadamard(fan_in: int, units: int, seed: int) -> np.ndarray:
+    """A (fan_in, units) ±1 matrix whose columns (the filters) are near-orthogonal."""
+    rng = np.random.default_rng(seed)
+    order = 1 << max(0, int(np.ceil(np.log2(max(fan_in, 1)))))
+    hadamard = sylvester_hadamard(order)
+    inputs = rng.permutation(order)[:fan_in]
+    if units <= order:
+        filters = rng.choice(order, size=units, replace=False)
+    else:
+        extra = rng.choice(order, size=units - order, replace=True)
+        filters = rng.permutation(np.concatenate([np.arange(order), extra]))
+    return hadamard[np.ix_(filters, inputs)].T
+
+
+@tf.keras.utils.register_keras_serializable(package="larq_tentacle")
+class PseudoHadamard(tf.keras.initializers.Initializer):
+    """Initialize a kernel with `scale` × a pseudo-Hadamard ±1 matrix.
+
+    The last kernel axis is the filter axis (Conv2D: (kh, kw, cin, cout); Dense:
+    (cin, cout)); every other axis is flattened into the fan-in.
+
+    # Arguments
+        seed: integer; different seeds give different row/column selections.
+        scale: magnitude of the latent weights. Binarization keeps only the sign,
+            the magnitude decides how quickly a latent weight can change sign.
+    """
+
+    def __init__(self, seed: int = 0, scale: float = 0.05):
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"Expected `seed` to be an integer >= 0, got {seed!r}.")
+        if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not scale > 0:
+            raise ValueError(f"Expected `scale` to be a positive number, got {scale!r}.")
+        self.seed = int(seed)
+        self.scale = float(scale)
+
+    def __call__(self, shape, dtype=None, **kwargs):
+        shape = tuple(int(d) for d in shape)
+        if len(shape) < 2:
+            raise ValueError(f"PseudoHadamard needs a kernel of rank >= 2, got shape {shape}.")
+        fan_in, units = int(np.prod(shape[:-1])), shape[-1]
+        matrix = pseudo_hadamard(fan_in, units, self.seed).astype(np.float32) * self.scale
+        return tf.constant(matrix.reshape(shape), dtype=dtype or tf.float32)
+
+    def get_config(self):
+        return {"seed": self.seed, "scale": self.scale}

@@ -1,0 +1,114 @@
+"""One registry of base models behind `build()` and `list_models()`."""
+
+import dataclasses
+import inspect
+from typing import Callable, Dict, Optional, Tuple
+
+import tensorflow as tf
+
+from larq_tentacle import validation
+from larq_tentacle.template import INITS, tentaclize
+
+PRECISIONS = ("binary", "float")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A registered base model: its float builder, defaults and the paper's numbers."""
+
+    name: str
+    builder: Callable[..., tf.keras.Model]
+    num_classes: int
+    input_shape: Tuple[int, int, int]
+    min_input_size: int
+    dataset: str
+    # The paper's sizes in kB: {"float": ..., "binary": ..., "tentaclenet": (n, kB)}
+    paper_size_kb: Dict[str, object]
+    # Model options that reproduce the paper's sizes (e.g. ResNet9's projections)
+    paper_options: Dict[str, object] = dataclasses.field(default_factory=dict)
+
+    def options(self) -> Tuple[str, ...]:
+        """Architecture keyword arguments beyond num_classes/input_shape."""
+        parameters = inspect.signature(self.builder).parameters
+        return tuple(p for p in parameters if p not in ("num_classes", "input_shape"))
+
+
+_MODELS: Dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    if spec.name in _MODELS:
+        raise ValueError(f"A model named {spec.name!r} is already registered.")
+    _MODELS[spec.name] = spec
+    return spec
+
+
+def list_models() -> list:
+    return sorted(_MODELS)
+
+
+def get_spec(name: str) -> ModelSpec:
+    if not isinstance(name, str) or name not in _MODELS:
+        raise ValueError(f"Unknown model {name!r}; available: {list_models()}.")
+    return _MODELS[name]
+
+
+def build(
+    name: str,
+    *,
+    tentacles: int = 1,
+    precision: str = "binary",
+    num_classes: Optional[int] = None,
+    input_shape=None,
+    init: str = "hadamard",
+    seed: int = 0,
+    **model_options,
+) -> tf.keras.Model:
+    """Build a registered model: the FP32 baseline, its BNN, or a TentacleNet.
+
+    !!! example
+        ```python
+        fp = lt.build("nin", precision="float")   # FP32 baseline
+        bnn = lt.build("nin")                      # XNOR-Net BNN (1 tentacle)
+        tn = lt.build("nin", tentacles=5)          # TentacleNet
+        ```
+
+    # Arguments
+        name: one of `list_models()`.
+        tentacles: binary tentacles (1 = the plain BNN). Must be 1 for precision="float".
+        precision: "binary" (XNOR-Net tentacles) or "float" (the FP32 baseline).
+        num_classes: classes of the classifier (default: the model's dataset).
+        input_shape: (height, width, channels) (default: the model's dataset).
+        init: "hadamard" or "copy", see `tentaclize`.
+        seed: base seed for the tentacles' initializers.
+        **model_options: architecture options of the model (e.g. ResNet9's
+            `projection_shortcuts`); options given as None keep their defaults, so
+            command-line flags left unset do not override them.
+    """
+    spec = get_spec(name)
+    model_options = {k: v for k, v in model_options.items() if v is not None}
+    validation.no_unknown(model_options, spec.options(), where=f"build({name!r})")
+    precision = validation.choice("precision", precision, PRECISIONS)
+    tentacles = validation.positive_int(
+        "tentacles", tentacles, hint="pass the number of tentacles, e.g. tentacles=3"
+    )
+    if precision == "float" and tentacles != 1:
+        raise ValueError(
+            f"precision='float' builds the single FP32 baseline, so tentacles must be 1, got "
+            f"tentacles={tentacles}. Fix: drop `tentacles` or use precision='binary'."
+        )
+    validation.choice("init", init, INITS)
+    num_classes = spec.num_classes if num_classes is None else num_classes
+    num_classes = validation.positive_int(
+        "num_classes", num_classes, minimum=2, hint="a classifier needs at least 2 classes"
+    )
+    input_shape = validation.input_shape(
+        spec.input_shape if input_shape is None else input_shape,
+        min_size=spec.min_input_size,
+        model=name,
+        why="the feature map must stay at least 1x1 after its downsampling",
+    )
+    float_model = spec.builder(num_classes=num_classes, input_shape=input_shape, **model_options)
+    if precision == "float":
+        return float_model
+    return tentaclize(float_model, tentacles=tentacles, init=init, seed=seed, name=f"{name}_tentacles{tentacles}")

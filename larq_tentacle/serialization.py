@@ -1,0 +1,25 @@
+"""Save/load helpers: TentacleNets load without custom_objects boilerplate."""
+
+import os
+
+import larq as lq  # noqa: F401  (registers larq's layers and quantizers with Keras)
+import tensorflow as tf
+
+from larq_tentacle import initializers  # noqa: F401  (registers larq_tentacle>PseudoHadamard)
+
+
+def custom_objects() -> dict:
+    """Every custom object a larq_tentacle model may contain, for Keras loaders."""
+    return dict(tf.keras.utils.get_custom_objects())
+
+
+def load_model(path, *, compile: bool = True) -> tf.keras.Model:
+    """Load a model saved with `model.save` (.h5, .keras or a SavedModel folder)."""
+    path = os.fspath(os.path.expanduser(path))
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"No saved model at {path!r}. Fix: pass the path given to model.save(...) "
+            "(an .h5/.keras file or a SavedModel folder)."
+        )
+    with lq.context.quantized_scope(False):
+        return tf.keras.models.load_model(path, custom_objects=custom_objects(), compile=compile)

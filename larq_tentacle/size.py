@@ -1,0 +1,55 @@
+"""Model size as the paper counts it (Table 1/2; see architectures.md §0).
+
+Only conv/dense kernels and biases count: 32 bits each in float layers, 1 bit in
+binarized layers (the bias included). BatchNorm, α and thresholds are not
+counted. kB means KiB and the paper displays the ceiling. Larq's own
+`lq.models.summary` counts differently (BatchNorm, 32-bit biases), so both are
+reported side by side.
+"""
+
+import math
+
+import larq as lq
+import tensorflow as tf
+
+from larq_tentacle import binarization
+
+
+def paper_size_bits(model: tf.keras.Model) -> int:
+    bits = 0
+    for layer in _unique_layers(model):
+        if not binarization.is_weight_layer(layer):
+            continue
+        per_parameter = 1 if binarization.is_binary_layer(layer) else 32
+        bits += per_parameter * sum(int(w.shape.num_elements()) for w in layer.weights if _counted(w))
+    return bits
+
+
+def paper_size_kb(model: tf.keras.Model, *, exact: bool = False):
+    """The paper's model size in kB (KiB): the displayed integer, or the float with `exact=True`."""
+    kib = paper_size_bits(model) / 8 / 1024
+    return kib if exact else math.ceil(kib - 1e-9)
+
+
+def larq_memory_kb(model: tf.keras.Model) -> float:
+    """Larq's own estimate (`lq.models.summary`'s "memory"), in KiB."""
+    return lq.models.ModelProfile(model).memory / 8 / 1024
+
+
+def _counted(weight) -> bool:
+    # kernel and bias only; QuantConv2D/Conv2D have no other trainable weights
+    short = weight.name.split("/")[-1].split(":")[0]
+    return short in ("kernel", "bias")
+
+
+def _unique_layers(model):
+    seen = set()
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.Model):
+            for inner in _unique_layers(layer):
+                if id(inner) not in seen:
+                    seen.add(id(inner))
+                    yield inner
+        elif id(layer) not in seen:
+            seen.add(id(layer))
+            yield layer

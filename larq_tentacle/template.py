@@ -1,0 +1,380 @@
+"""The TentacleNet template (Mocerino & Calimera, AICAS 2020, §3).
+
+A float CNN with m weight layers becomes: its first conv block (the *stem*), kept
+float and computed once; `n` binary replicas (*tentacles*) of its m - 2 inner
+layers, each fed by the stem; and a float *head* that fuses the tentacles
+(Fig. 2):
+
+(a) the model ends in a conv that produces C logits followed by global pooling:
+    that last conv (and the pooling) is shared by all tentacles, the n·C logits
+    are concatenated and a Dense(C) combines them;
+(b) the model ends in its own dense classifier over K features: that classifier
+    is dropped, the n·K features are concatenated into a new Dense(C).
+
+With one tentacle the result is the plain XNOR-Net BNN of the float model (no
+concatenation, no extra dense), as in the paper's Fig. 3.
+
+Layers are named `stem_<name>`, `t<i>_<name>` (tentacle i, 1-based) and
+`head_<name>`, plus `head_concat` and `head_dense`; `layout()` reads a model back
+from these names.
+"""
+
+import dataclasses
+from typing import Dict, List, Optional
+
+import larq as lq
+import numpy as np
+import tensorflow as tf
+
+from larq_tentacle import binarization
+from larq_tentacle.graph import LayerGraph
+from larq_tentacle.initializers import PseudoHadamard
+from larq_tentacle.validation import choice, positive_int
+
+INITS = ("hadamard", "copy")
+
+_STEM_CHAIN = (
+    tf.keras.layers.BatchNormalization,
+    tf.keras.layers.Activation,
+    tf.keras.layers.ReLU,
+    tf.keras.layers.LeakyReLU,
+    tf.keras.layers.MaxPooling2D,
+    tf.keras.layers.AveragePooling2D,
+    tf.keras.layers.Dropout,
+    tf.keras.layers.ZeroPadding2D,
+)
+# Layers that carry the sign of their input through unchanged (for the question
+# "does this ReLU end up in front of a binary quantizer?").
+_SIGN_PASS_THROUGH = (
+    tf.keras.layers.MaxPooling2D,
+    tf.keras.layers.AveragePooling2D,
+    tf.keras.layers.GlobalAveragePooling2D,
+    tf.keras.layers.GlobalMaxPooling2D,
+    tf.keras.layers.Dropout,
+    tf.keras.layers.ZeroPadding2D,
+    tf.keras.layers.Flatten,
+    tf.keras.layers.Reshape,
+)
+
+
+@dataclasses.dataclass
+class _Split:
+    """Where a float model's layers go in the TentacleNet."""
+
+    graph: LayerGraph
+    stem: List[str]
+    tentacle: List[str]
+    head_trunk: str
+    variant: str  # "a" (shared conv + global pooling) or "b" (dense classifier)
+    shared_head: List[str]  # 2a: head_trunk .. global pooling, applied per tentacle
+    post: List[str]  # layers after the classifier (e.g. the softmax)
+    drop_activation: set  # non-negative activations that would feed a sign()
+
+
+def _is_plain_conv(layer) -> bool:
+    return type(layer) is tf.keras.layers.Conv2D
+
+
+def _is_plain_dense(layer) -> bool:
+    return type(layer) is tf.keras.layers.Dense
+
+
+def _rank(layer) -> int:
+    return len(layer.output_shape)
+
+
+def _chain_after(graph: LayerGraph, start: str) -> List[str]:
+    """Single-consumer, single-input layers after `start`, up to the model output."""
+    chain, current = [], start
+    while current != graph.output_name:
+        consumers = graph.consumers_of[current]
+        if len(consumers) != 1 or len(graph.inputs_of[consumers[0]]) != 1:
+            raise ValueError(
+                f"tentaclize expects the classifier {start!r} of {graph.model.name!r} to be "
+                f"followed by a plain chain of layers up to the output, but {current!r} feeds "
+                f"{consumers}."
+            )
+        current = consumers[0]
+        chain.append(current)
+    return chain
+
+
+def split_model(model: tf.keras.Model) -> _Split:
+    """Assign every layer of a float functional CNN to the stem, the tentacle or the head."""
+    graph = LayerGraph(model, where="tentaclize")
+    name = model.name
+    weight_layers = [n for n in graph.order if binarization.is_weight_layer(graph.layer(n))]
+    quantized = [n for n in graph.order if isinstance(graph.layer(n), lq.layers.QuantizerBase)]
+    if quantized:
+        raise ValueError(
+            f"tentaclize needs a float model, but {name!r} already has quantized layers "
+            f"{quantized[:3]}. Fix: pass the float model (e.g. lt.build(..., precision='float'))."
+        )
+    if not weight_layers or not _is_plain_conv(graph.layer(weight_layers[0])):
+        first = weight_layers[0] if weight_layers else None
+        kind = type(graph.layer(first)).__name__ if first else "no Conv2D/Dense layer at all"
+        raise ValueError(
+            f"tentaclize needs a CNN whose first weight layer is a Conv2D (the shared stem); "
+            f"{name!r} starts with {first!r} ({kind}). Fix: pass a model whose first "
+            "layer after the input is a tf.keras.layers.Conv2D."
+        )
+    if len(weight_layers) < 3:
+        raise ValueError(
+            f"tentaclize needs at least 3 conv/dense layers (float first layer, binary inner "
+            f"layers, float classifier); {name!r} has {len(weight_layers)}: {weight_layers}."
+        )
+    stem_conv, head_trunk = weight_layers[0], weight_layers[-1]
+    stem = [n for n in graph.order if n in graph.ancestors(stem_conv) and n != graph.input_name]
+    stem.append(stem_conv)
+    current = stem_conv
+    while True:
+        consumers = graph.consumers_of[current]
+        if len(consumers) != 1 or len(graph.inputs_of[consumers[0]]) != 1:
+            break
+        if not isinstance(graph.layer(consumers[0]), _STEM_CHAIN):
+            break
+        current = consumers[0]
+        stem.append(current)
+
+    head_layer = graph.layer(head_trunk)
+    if len(graph.inputs_of[head_trunk]) != 1:
+        raise ValueError(f"The classifier {head_trunk!r} of {name!r} must have exactly one input.")
+    if _is_plain_dense(head_layer):
+        variant, shared_head = "b", []
+        post = _chain_after(graph, head_trunk)
+        if _rank(graph.layer(graph.inputs_of[head_trunk][0])) != 2:
+            raise ValueError(
+                f"The dense classifier {head_trunk!r} of {name!r} must read a flat feature "
+                "vector (rank 2). Fix: add GlobalAveragePooling2D or Flatten before it."
+            )
+    elif _is_plain_conv(head_layer):
+        variant = "a"
+        chain = _chain_after(graph, head_trunk)
+        pooled = [n for n in chain if _rank(graph.layer(n)) == 2]
+        if not pooled:
+            raise ValueError(
+                f"{name!r} ends in the conv {head_trunk!r} but never pools it to logits. "
+                "Fix: end the model with GlobalAveragePooling2D over C channels (Fig. 2-a) "
+                "or with a Dense classifier (Fig. 2-b)."
+            )
+        cut = chain.index(pooled[0]) + 1
+        shared_head, post = [head_trunk] + chain[:cut], chain[cut:]
+    else:
+        raise ValueError(
+            f"The last weight layer {head_trunk!r} of {name!r} is a "
+            f"{type(head_layer).__name__}; tentaclize supports a Conv2D or Dense classifier."
+        )
+
+    head = set(shared_head) | set(post) | {head_trunk}
+    inner = graph.ancestors(head_trunk) - set(stem) - {graph.input_name}
+    tentacle = [n for n in graph.order if n in inner]
+    unassigned = [n for n in graph.order if n not in inner | head | set(stem) | {graph.input_name}]
+    if unassigned:
+        raise ValueError(
+            f"tentaclize could not place layers {unassigned} of {name!r}: they do not lead to "
+            "the classifier. Fix: remove dangling branches from the model."
+        )
+    for layer_name in tentacle:
+        layer = graph.layer(layer_name)
+        allowed = _is_plain_conv(layer) or _is_plain_dense(layer)
+        allowed = allowed or isinstance(layer, tf.keras.layers.BatchNormalization)
+        if layer.weights and not allowed:
+            raise ValueError(
+                f"tentaclize cannot binarize layer {layer_name!r} ({type(layer).__name__}) of "
+                f"{name!r}: inner weight layers must be Conv2D, Dense or BatchNormalization."
+            )
+    if not any(binarization.is_weight_layer(graph.layer(n)) for n in tentacle):
+        raise ValueError(f"{name!r} has no inner conv/dense layer to binarize.")
+
+    binary_inputs = {n for n in tentacle if binarization.is_weight_layer(graph.layer(n))}
+
+    def feeds_binary(layer_name: str) -> bool:
+        stack = list(graph.consumers_of[layer_name])
+        while stack:
+            consumer = stack.pop()
+            if consumer in binary_inputs:
+                return True
+            if isinstance(graph.layer(consumer), _SIGN_PASS_THROUGH):
+                stack.extend(graph.consumers_of[consumer])
+        return False
+
+    drop_activation = {
+        n
+        for n in stem + tentacle
+        if binarization.activation_name(graph.layer(n)) in binarization.NON_NEGATIVE_ACTIVATIONS
+        and feeds_binary(n)
+    }
+    return _Split(graph, stem, tentacle, head_trunk, variant, shared_head, post, drop_activation)
+
+
+def _clone(layer, name: str, **overrides):
+    config = layer.get_config()
+    config.update(name=name, **overrides)
+    return layer.__class__.from_config(config)
+
+
+def _call(layer, tensors):
+    return layer(tensors[0] if len(tensors) == 1 else tensors)
+
+
+def _layer_seed(seed: int, tentacle: int, position: int) -> int:
+    return int(np.random.SeedSequence([seed, tentacle, position]).generate_state(1)[0] >> 1)
+
+
+def tentaclize(
+    float_model: tf.keras.Model,
+    *,
+    tentacles: int,
+    init: str = "hadamard",
+    seed: int = 0,
+    name: Optional[str] = None,
+) -> tf.keras.Model:
+    """Turn a float functional CNN into a TentacleNet with `tentacles` binary tentacles.
+
+    !!! example
+        ```python
+        tn = lt.tentaclize(my_float_cnn, tentacles=4, init="hadamard", seed=0)
+        ```
+
+    # Arguments
+        float_model: a functional Keras CNN whose first weight layer is a Conv2D and
+            whose last is a Conv2D over C logits + global pooling (Fig. 2-a) or a
+            Dense classifier (Fig. 2-b).
+        tentacles: number of binary replicas of the inner layers; 1 gives the BNN.
+        init: "hadamard" starts each tentacle from pseudo-Hadamard kernels with its
+            own seed (§3.2); "copy" starts every tentacle from the float model's
+            weights (the paper's pretrained entry point).
+        seed: base seed; tentacle i and layer j use a seed derived from (seed, i, j).
+        name: model name, default `<float name>_tentacles<n>`.
+
+    # Returns
+        A functional `tf.keras.Model`. The stem and the shared head copy the float
+        model's weights; only the tentacles depend on `init`.
+    """
+    tentacles = positive_int("tentacles", tentacles, hint="pass the number of tentacles, e.g. tentacles=3")
+    init = choice("init", init, INITS)
+    seed = positive_int("seed", seed, minimum=0)
+    split = split_model(float_model)
+    graph = split.graph
+    copies = []  # (new layer, float layer) pairs whose weights are copied after building
+
+    inputs = tf.keras.Input(shape=float_model.input_shape[1:], name=graph.input_name)
+    stem_tensors: Dict[str, tf.Tensor] = {graph.input_name: inputs}
+    for layer_name in split.stem:
+        sources = [stem_tensors[p] for p in graph.inputs_of[layer_name]]
+        layer = graph.layer(layer_name)
+        if layer_name in split.drop_activation and not binarization.is_weight_layer(layer):
+            stem_tensors[layer_name] = sources[0]
+            continue
+        overrides = {"activation": "linear"} if layer_name in split.drop_activation else {}
+        new = _clone(layer, f"stem_{layer_name}", **overrides)
+        stem_tensors[layer_name] = _call(new, sources)
+        copies.append((new, layer))
+
+    tentacle_outputs = []
+    head_input = graph.inputs_of[split.head_trunk][0]
+    for index in range(1, tentacles + 1):
+        tensors = dict(stem_tensors)
+        for position, layer_name in enumerate(split.tentacle):
+            layer = graph.layer(layer_name)
+            sources = [tensors[p] for p in graph.inputs_of[layer_name]]
+            new_name = f"t{index}_{layer_name}"
+            if binarization.is_weight_layer(layer):
+                tensors[layer_name] = _binary_layer(
+                    layer, sources[0], new_name, split, init, _layer_seed(seed, index, position), copies
+                )
+            elif layer_name in split.drop_activation:
+                tensors[layer_name] = sources[0]
+            else:
+                new = _clone(layer, new_name)
+                tensors[layer_name] = _call(new, sources)
+                if init == "copy":
+                    copies.append((new, layer))
+        tentacle_outputs.append(tensors[head_input])
+
+    outputs = _head(split, tentacle_outputs, seed, copies)
+    model = tf.keras.Model(inputs, outputs, name=name or f"{float_model.name}_tentacles{tentacles}")
+    for new, old in copies:
+        new.set_weights(_matching_weights(new, old))
+    return model
+
+
+def _binary_layer(layer, source, name, split, init, layer_seed, copies):
+    """Build the XNOR replacement of a float Conv2D/Dense and call it on `source`."""
+    initializer = PseudoHadamard(seed=layer_seed) if init == "hadamard" else None
+    keep_activation = layer.name not in split.drop_activation
+    if _is_plain_conv(layer):
+        config = binarization.binary_conv_config(
+            layer.get_config(), name=name, kernel_initializer=initializer, keep_activation=keep_activation
+        )
+        new = lq.layers.QuantConv2D.from_config(config)
+        output = new(source)
+    else:
+        # LCE has no binary dense op: a dense layer becomes a 1x1 binary conv, which
+        # LCE converts to LceBconv2d (and whose size is the same).
+        dense = layer.get_config()
+        conv = dict(
+            filters=dense["units"],
+            kernel_size=(1, 1),
+            padding="valid",
+            use_bias=dense["use_bias"],
+            activation=dense["activation"],
+            kernel_initializer=dense["kernel_initializer"],
+            bias_initializer=dense["bias_initializer"],
+            kernel_regularizer=dense["kernel_regularizer"],
+            bias_regularizer=dense["bias_regularizer"],
+            dtype=dense.get("dtype"),
+        )
+        config = binarization.binary_conv_config(
+            conv, name=name, kernel_initializer=initializer, keep_activation=keep_activation
+        )
+        new = lq.layers.QuantConv2D.from_config(config)
+        if len(source.shape) == 2:
+            mapped = tf.keras.layers.Reshape((1, 1, source.shape[-1]), name=f"{name}_to_map")(source)
+            output = tf.keras.layers.Flatten(name=f"{name}_flatten")(new(mapped))
+        else:
+            output = new(source)
+    if init == "copy":
+        copies.append((new, layer))
+    return output
+
+
+def _head(split: _Split, tentacle_outputs, seed: int, copies):
+    graph = split.graph
+    n = len(tentacle_outputs)
+    trunk = graph.layer(split.head_trunk)
+    if split.variant == "a":
+        shared = []
+        for layer_name in split.shared_head:
+            new = _clone(graph.layer(layer_name), f"head_{layer_name}")
+            copies.append((new, graph.layer(layer_name)))
+            shared.append(new)
+        logits = []
+        for output in tentacle_outputs:
+            for layer in shared:
+                output = layer(output)
+            logits.append(output)
+        if n == 1:
+            x = logits[0]
+        else:
+            x = tf.keras.layers.Concatenate(name="head_concat")(logits)
+            x = tf.keras.layers.Dense(
+                trunk.filters,
+                kernel_initializer=tf.keras.initializers.GlorotUniform(seed=seed),
+                name="head_dense",
+            )(x)
+    else:
+        x = tentacle_outputs[0] if n == 1 else tf.keras.layers.Concatenate(name="head_concat")(tentacle_outputs)
+        overrides = {} if n == 1 else {"kernel_initializer": tf.keras.initializers.serialize(tf.keras.initializers.GlorotUniform(seed=seed))}
+        dense = _clone(trunk, "head_dense", **overrides)
+        x = dense(x)
+        if n == 1:
+            copies.append((dense, trunk))
+    for layer_name in split.post:
+        x = _clone(graph.layer(layer_name), f"head_{layer_name}")(x)
+    return x
+
+
+def _matching_weights(new, old) -> list:
+    """`old`'s weights reshaped to `new`'s (a dense kernel becomes a 1x1 conv kernel)."""
+    return [np.reshape(w, v.shape) for w, v in zip(old.get_weights(), new.weights)]

@@ -1,0 +1,65 @@
+"""Early argument checks whose messages name the bad value and the fix."""
+
+import difflib
+import numbers
+from typing import Iterable, Optional, Sequence
+
+
+def positive_int(name: str, value, *, minimum: int = 1, hint: str = "") -> int:
+    """Return `value` if it is an int >= minimum; bools, floats and strings are refused."""
+    is_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not is_int or value < minimum:
+        fix = hint or f"pass an integer >= {minimum}, e.g. {name}={max(minimum, 3)}"
+        raise ValueError(
+            f"Expected `{name}` to be an integer >= {minimum}, got {value!r} "
+            f"({type(value).__name__}). Fix: {fix}."
+        )
+    return int(value)
+
+
+def choice(name: str, value, choices: Sequence[str]) -> str:
+    if isinstance(value, str) and value in choices:
+        return value
+    suggestion = ""
+    if isinstance(value, str):
+        close = difflib.get_close_matches(value.lower(), list(choices), n=1)
+        if close:
+            suggestion = f" Did you mean {close[0]!r}?"
+    raise ValueError(
+        f"Expected `{name}` to be one of {list(choices)}, got {value!r}.{suggestion}"
+    )
+
+
+def input_shape(value, *, min_size: int = 1, model: Optional[str] = None, why: str = "") -> tuple:
+    """A (height, width, channels) tuple of positive ints, at least `min_size` pixels a side."""
+    owner = f" for {model!r}" if model else ""
+    try:
+        shape = tuple(value)
+    except TypeError:
+        shape = None
+    if (
+        shape is None
+        or len(shape) != 3
+        or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0 for d in shape)
+    ):
+        raise ValueError(
+            f"Expected `input_shape`{owner} to be (height, width, channels) with positive "
+            f"integers, got {value!r}. Fix: e.g. input_shape=(32, 32, 3)."
+        )
+    height, width, _ = shape
+    if height < min_size or width < min_size:
+        reason = f" ({why})" if why else ""
+        raise ValueError(
+            f"input_shape={shape} is too small{owner}: it needs at least "
+            f"{min_size}x{min_size} pixels{reason}. Fix: resize the images to at least "
+            f"{min_size}x{min_size} or pick another model."
+        )
+    return tuple(int(d) for d in shape)
+
+
+def no_unknown(kwargs: dict, known: Iterable[str], *, where: str) -> None:
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise TypeError(
+            f"{where} got unknown argument(s) {unknown}; it accepts {sorted(known)}."
+        )

@@ -1,0 +1,13 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import larq_tentacle  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def clear_session():
+    yield
+    tf.keras.backend.clear_session()

@@ -10,6 +10,8 @@ _environment.select_legacy_keras()
 _environment.check_keras_is_legacy()
 
 import importlib  # noqa: E402
+import importlib.metadata  # noqa: E402
+import importlib.util  # noqa: E402
 
 from larq_tentacle import models as _models  # noqa: E402
 from larq_tentacle.initializers import PseudoHadamard  # noqa: E402
@@ -30,13 +32,25 @@ except importlib.metadata.PackageNotFoundError:  # running from a source tree
 
 # Parts that load heavy dependencies (the LCE converter, tf.data pipelines) are
 # imported on first use, so `import larq_tentacle` stays fast.
-_LAZY = {}
+# Public name -> module that defines it. Module names differ from function names
+# so that importing a submodule never shadows a function (lt.export stays callable).
+_LAZY = {
+    "TrainConfig": "larq_tentacle.training",
+    "train": "larq_tentacle.training",
+    "load_dataset": "larq_tentacle.data",
+    "export": "larq_tentacle.deploy",
+    "verify": "larq_tentacle.deploy",
+    "op_census": "larq_tentacle.census",
+    "fuse": "larq_tentacle.fusion",
+    "unfuse": "larq_tentacle.fusion",
+}
 
 
 def __getattr__(name):
     if name in _LAZY:
-        module = importlib.import_module(_LAZY[name])
-        return getattr(module, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'larq_tentacle' has no attribute {name!r}")
 
 

@@ -62,6 +62,7 @@ def build(
     input_shape=None,
     init: str = "hadamard",
     seed: int = 0,
+    fused=False,
     **model_options,
 ) -> tf.keras.Model:
     """Build a registered model: the FP32 baseline, its BNN, or a TentacleNet.
@@ -81,6 +82,8 @@ def build(
         input_shape: (height, width, channels) (default: the model's dataset).
         init: "hadamard" or "copy", see `tentaclize`.
         seed: base seed for the tentacles' initializers.
+        fused: False (branched), True (one grouped binary conv per tentacle layer)
+            or "auto", see `tentaclize` and `larq_tentacle.fusion`.
         **model_options: architecture options of the model (e.g. ResNet9's
             `projection_shortcuts`); options given as None keep their defaults, so
             command-line flags left unset do not override them.
@@ -98,6 +101,11 @@ def build(
             f"tentacles={tentacles}. Fix: drop `tentacles` or use precision='binary'."
         )
     validation.choice("init", init, INITS)
+    if fused is not False and precision == "float":
+        raise ValueError(
+            f"precision='float' builds the FP32 baseline, which has no tentacles to fuse, got "
+            f"fused={fused!r}. Fix: drop `fused` or use precision='binary'."
+        )
     num_classes = spec.num_classes if num_classes is None else num_classes
     num_classes = validation.positive_int(
         "num_classes", num_classes, minimum=2, hint="a classifier needs at least 2 classes"
@@ -111,4 +119,6 @@ def build(
     float_model = spec.builder(num_classes=num_classes, input_shape=input_shape, **model_options)
     if precision == "float":
         return float_model
-    return tentaclize(float_model, tentacles=tentacles, init=init, seed=seed, name=f"{name}_tentacles{tentacles}")
+    return tentaclize(
+        float_model, tentacles=tentacles, init=init, seed=seed, name=f"{name}_tentacles{tentacles}", fused=fused
+    )

@@ -228,6 +228,7 @@ def tentaclize(
     init: str = "hadamard",
     seed: int = 0,
     name: Optional[str] = None,
+    fused=False,
 ) -> tf.keras.Model:
     """Turn a float functional CNN into a TentacleNet with `tentacles` binary tentacles.
 
@@ -246,6 +247,10 @@ def tentaclize(
             weights (the paper's pretrained entry point).
         seed: base seed; tentacle i and layer j use a seed derived from (seed, i, j).
         name: model name, default `<float name>_tentacles<n>`.
+        fused: False (n branches, the default), True (the fused form: one grouped
+            binary conv per tentacle layer, see `larq_tentacle.fusion`; same
+            weights as the branched model) or "auto" (the form that trains
+            faster on this device, docs/performance.md).
 
     # Returns
         A functional `tf.keras.Model`. The stem and the shared head copy the float
@@ -254,6 +259,9 @@ def tentaclize(
     tentacles = positive_int("tentacles", tentacles, hint="pass the number of tentacles, e.g. tentacles=3")
     init = choice("init", init, INITS)
     seed = positive_int("seed", seed, minimum=0)
+    from larq_tentacle import fusion  # imported here: fusion builds on this module
+
+    fused_form, implementation = fusion.resolve_fused(fused)
     split = split_model(float_model)
     graph = split.graph
     copies = []  # (new layer, float layer) pairs whose weights are copied after building
@@ -296,6 +304,8 @@ def tentaclize(
     model = tf.keras.Model(inputs, outputs, name=name or f"{float_model.name}_tentacles{tentacles}")
     for new, old in copies:
         new.set_weights(_matching_weights(new, old))
+    if fused_form:
+        model = fusion.fuse(model, implementation=implementation)
     return model
 
 

@@ -1,0 +1,162 @@
+"""Layers of the fused TentacleNet form (see `larq_tentacle.fusion`).
+
+In the fused form the n tentacles run as one network whose binary convs hold all n
+tentacles' kernels: a `QuantConv2D` with n·F filters and `groups=n`. Two things
+need layers of their own:
+
+* `TentacleConv2D` is that grouped binary conv with a choice of how TensorFlow
+  computes it while training. The weights (and so the export) are the same for
+  every choice; only the speed differs. Keras runs every grouped conv through XLA
+  (`jit_compile=True`), whose CPU backward pass is several times slower than n
+  separate convs, so the other implementations avoid it. (TensorFlow's own
+  grouped conv2d without XLA is no option: grappler fuses it with the bias into
+  `_FusedConv2D`, which refuses groups on CPU.)
+* `SharedGroupConv2D` is head variant "a"'s float conv, which the branched form
+  applies to each tentacle with one shared kernel: here it is applied to each
+  channel group of the fused tensor, so its weights are counted once.
+"""
+
+import larq as lq
+import tensorflow as tf
+
+from larq_tentacle.validation import choice, positive_int
+
+IMPLEMENTATIONS = ("grouped", "split", "einsum")
+"""How `TentacleConv2D` computes a grouped conv:
+
+* "grouped": Keras's own grouped conv (XLA-compiled); the form LCE converts to one
+  LceBconv2d. `fuse()` exports this one.
+* "split": one conv per group on channel slices, concatenated (the branched
+  computation inside one layer).
+* "einsum": a 1x1 conv as one batched matmul over the group axis; other kernel
+  sizes fall back to "split".
+"""
+
+
+@tf.keras.utils.register_keras_serializable(package="larq_tentacle")
+class TentacleConv2D(lq.layers.QuantConv2D):
+    """A grouped `QuantConv2D` whose training-time computation can be chosen.
+
+    Identical to `lq.layers.QuantConv2D` (same arguments, weights, quantizers and
+    outputs) plus `implementation`, one of `IMPLEMENTATIONS`.
+
+    !!! example
+        ```python
+        conv = TentacleConv2D(3 * 64, 1, groups=3, implementation="einsum",
+                              input_quantizer="ste_sign",
+                              kernel_quantizer="magnitude_aware_sign",
+                              kernel_constraint="weight_clip")
+        ```
+    """
+
+    def __init__(self, *args, implementation: str = "grouped", **kwargs):
+        self.implementation = choice("implementation", implementation, IMPLEMENTATIONS)
+        super().__init__(*args, **kwargs)
+
+    def _jit_compiled_convolution_op(self, inputs, kernel):
+        # Keras calls this for groups > 1 only; it is where the implementations differ.
+        if self.implementation == "grouped":
+            return super()._jit_compiled_convolution_op(inputs, kernel)
+        if self.implementation == "einsum" and self._is_pointwise():
+            return self._pointwise_einsum(inputs, kernel)
+        inputs_per_group = tf.split(inputs, self.groups, axis=-1)
+        kernels_per_group = tf.split(kernel, self.groups, axis=-1)
+        outputs = [self.convolution_op(x, k) for x, k in zip(inputs_per_group, kernels_per_group)]
+        return tf.concat(outputs, axis=-1)
+
+    def _is_pointwise(self) -> bool:
+        return tuple(self.kernel_size) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
+
+    def _pointwise_einsum(self, inputs, kernel):
+        # A 1x1 conv with stride s reads every s-th pixel, whatever the padding.
+        strides = tuple(self.strides)
+        if strides != (1, 1):
+            inputs = inputs[:, :: strides[0], :: strides[1], :]
+        groups = self.groups
+        per_group_in = kernel.shape[-2]
+        per_group_out = self.filters // groups
+        shape = tf.shape(inputs)
+        grouped = tf.reshape(inputs, [shape[0], shape[1], shape[2], groups, per_group_in])
+        weights = tf.reshape(kernel, [per_group_in, groups, per_group_out])
+        outputs = tf.einsum("bhwgc,cgf->bhwgf", grouped, weights)
+        return tf.reshape(outputs, [shape[0], shape[1], shape[2], self.filters])
+
+    def get_config(self):
+        return {**super().get_config(), "implementation": self.implementation}
+
+
+@tf.keras.utils.register_keras_serializable(package="larq_tentacle")
+class SharedGroupConv2D(tf.keras.layers.Conv2D):
+    """A float Conv2D applied with one shared kernel to each of `tentacles` channel groups.
+
+    Input (batch, h, w, tentacles·C) is read as `tentacles` tensors of C channels;
+    each is convolved with the same (kh, kw, C, filters) kernel and the results are
+    concatenated in group order: (batch, h', w', tentacles·filters). With
+    `tentacles=1` it is a plain Conv2D. The branched TentacleNet's shared head conv
+    (Fig. 2-a) applied to every tentacle computes the same thing.
+
+    # Arguments
+        tentacles: number of channel groups sharing the kernel.
+        *args, **kwargs: those of `tf.keras.layers.Conv2D` (channels_last, groups=1).
+    """
+
+    def __init__(self, *args, tentacles: int = 1, **kwargs):
+        self.tentacles = positive_int("tentacles", tentacles)
+        super().__init__(*args, **kwargs)
+        if self.groups != 1 or self.data_format != "channels_last":
+            raise ValueError(
+                f"SharedGroupConv2D {self.name!r} supports groups=1 and data_format="
+                f"'channels_last', got groups={self.groups}, data_format={self.data_format!r}."
+            )
+
+    def _group_shape(self, input_shape) -> tf.TensorShape:
+        input_shape = tf.TensorShape(input_shape)
+        channels = input_shape[-1]
+        if channels is None or channels % self.tentacles:
+            raise ValueError(
+                f"SharedGroupConv2D {self.name!r} splits its input into {self.tentacles} equal "
+                f"channel groups, but the input has {channels} channels (shape {input_shape})."
+            )
+        return input_shape[:-1].concatenate([channels // self.tentacles])
+
+    def build(self, input_shape):
+        channels = tf.TensorShape(input_shape)[-1]
+        super().build(self._group_shape(input_shape))
+        self.input_spec = tf.keras.layers.InputSpec(min_ndim=4, axes={-1: channels})
+
+    def compute_output_shape(self, input_shape):
+        shape = super().compute_output_shape(self._group_shape(input_shape))
+        return shape[:-1].concatenate([self.filters * self.tentacles])
+
+    def call(self, inputs):
+        n = self.tentacles
+        per_group = inputs.shape[-1] // n
+        shape = tf.shape(inputs)
+        pointwise = tuple(self.kernel_size) == (1, 1) and tuple(self.strides) == (1, 1)
+        if pointwise:
+            # One matmul over every pixel of every group (converts to FULLY_CONNECTED).
+            rows = tf.reshape(inputs, [-1, per_group])
+            outputs = tf.matmul(rows, tf.reshape(self.kernel, [per_group, self.filters]))
+            if self.use_bias:
+                outputs = tf.nn.bias_add(outputs, self.bias)
+            outputs = tf.reshape(outputs, [shape[0], shape[1], shape[2], n * self.filters])
+        else:
+            # Fold the groups into the batch, convolve once, unfold.
+            x = tf.reshape(inputs, [shape[0], shape[1], shape[2], n, per_group])
+            x = tf.transpose(x, [0, 3, 1, 2, 4])
+            x = tf.reshape(x, [shape[0] * n, shape[1], shape[2], per_group])
+            y = self.convolution_op(x, self.kernel)
+            if self.use_bias:
+                y = tf.nn.bias_add(y, self.bias)
+            out_shape = tf.shape(y)
+            y = tf.reshape(y, [shape[0], n, out_shape[1], out_shape[2], self.filters])
+            y = tf.transpose(y, [0, 2, 3, 1, 4])
+            outputs = tf.reshape(y, [shape[0], out_shape[1], out_shape[2], n * self.filters])
+        if not tf.executing_eagerly():
+            outputs.set_shape(self.compute_output_shape(inputs.shape))
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+    def get_config(self):
+        return {**super().get_config(), "tentacles": self.tentacles}

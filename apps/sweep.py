@@ -1,0 +1,132 @@
+"""The paper's experiments in one command: FP32, TentacleNet(n) and BENN bagging/boosting(N).
+
+    # the committed digits results (CPU, offline data)
+    python apps/sweep.py --model=nin --dataset=digits --input_size=8 --epochs=15 \
+        --tentacles=1-8 --bagging=1-8 --boosting=1-8 --seeds=0,1,2 --workdir=runs/sweep_digits
+    # the paper's CIFAR-10 sweep (one GPU; see docs/experiments.md)
+    python apps/sweep.py --model=nin --dataset=cifar10 --tentacles=1-14 --bagging=1-12 \
+        --boosting=1-8 --seeds=0,1,2 --workdir=runs/sweep_nin_cifar10
+
+Run the same command again after a stop: finished points are never retrained and an
+unfinished one resumes from its last epoch. `--render_only` redraws the CSV, plots and
+table from what is done. A thin shell over `larq_tentacle.experiments`; see
+docs/experiments.md.
+"""
+
+import larq_tentacle  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+
+import ast  # noqa: E402
+import shlex  # noqa: E402
+import sys  # noqa: E402
+
+from absl import app, flags  # noqa: E402
+
+from larq_tentacle import experiments  # noqa: E402
+
+_DEFAULTS = experiments.SweepConfig(model="nin")
+
+flags.DEFINE_string("model", None, "Registered model: fernet, nin, resnet9.")
+flags.DEFINE_string("dataset", None, "cifar10, cifar100, fer2013 or digits (default: the model's own).")
+flags.DEFINE_string("data_dir", None, "Where the dataset lives (tfds data_dir; folder of fer2013.csv).")
+flags.DEFINE_string("tentacles", "1-5", "TentacleNet tentacle counts: '1-8', '1,2,4' or '' to skip.")
+flags.DEFINE_string("bagging", "1-5", "BENN bagging ensemble sizes ('' to skip).")
+flags.DEFINE_string("boosting", "1-5", "BENN boosting ensemble sizes ('' to skip).")
+flags.DEFINE_string("seeds", "0,1,2", "Seeds; every point is trained once per seed.")
+flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Epochs per model (the paper: 300).")
+flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Batch size.")
+flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Initial learning rate (Adam).")
+flags.DEFINE_string("optimizer", _DEFAULTS.optimizer, "adam or sgd.")
+flags.DEFINE_integer("lr_patience", _DEFAULTS.lr_patience, "Epochs without val_loss progress before the LR drops.")
+flags.DEFINE_float("lr_factor", _DEFAULTS.lr_factor, "Factor the LR is multiplied by on a plateau.")
+flags.DEFINE_string("augment", _DEFAULTS.augment, "default, none, crop or crop_flip.")
+flags.DEFINE_string("init", _DEFAULTS.init, "Tentacle init: hadamard (the paper's) or copy.")
+flags.DEFINE_integer("input_size", None, "Train at input_size x input_size (default: the model's size).")
+flags.DEFINE_multi_string("model_option", [], "Architecture option key=value, e.g. projection_shortcuts=2.")
+flags.DEFINE_string("sampling", _DEFAULTS.sampling, "Bagging samples: bootstrap or partition (the paper's §2.3).")
+flags.DEFINE_string("vote", _DEFAULTS.vote, "Bagging vote: average (softmax) or majority.")
+flags.DEFINE_float("fp32_accuracy", None, "Known FP32 test accuracy (0..1): skip the FP32 points.")
+flags.DEFINE_string("workdir", None, "Output folder (default: runs/sweep_<model>_<dataset>).")
+flags.DEFINE_bool("render_only", False, "Only redraw CSV, plots and table from the finished points.")
+flags.DEFINE_bool("progress", True, "Show a progress bar over the points.")
+flags.DEFINE_integer("verbose", 0, "Keras verbosity of each training run.")
+
+FLAGS = flags.FLAGS
+
+
+def parse_counts(name: str, text: str) -> list:
+    """'1-8' -> [1..8]; '1,2,4' -> [1, 2, 4]; '3-5,8' -> [3, 4, 5, 8]; '' -> []."""
+    values = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        low, dash, high = part.partition("-")
+        try:
+            values += list(range(int(low), int(high) + 1)) if dash else [int(part)]
+        except ValueError:
+            raise ValueError(f"--{name}={text!r} is not a list of integers. Fix: e.g. --{name}=1-8 or --{name}=1,2,4.") from None
+    return values
+
+
+def _model_options(entries) -> dict:
+    options = {}
+    for entry in entries:
+        key, separator, text = entry.partition("=")
+        if not separator or not key:
+            raise ValueError(f"--model_option={entry!r} is not key=value. Fix: e.g. --model_option=projection_shortcuts=2.")
+        try:
+            options[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            options[key] = text
+    return options
+
+
+def config_from_flags() -> experiments.SweepConfig:
+    if FLAGS.model is None:
+        raise ValueError("--model is required. Fix: e.g. --model=nin (see lt.list_models()).")
+    return experiments.SweepConfig(
+        model=FLAGS.model,
+        dataset=FLAGS.dataset,
+        data_dir=FLAGS.data_dir,
+        tentacles=parse_counts("tentacles", FLAGS.tentacles),
+        bagging=parse_counts("bagging", FLAGS.bagging),
+        boosting=parse_counts("boosting", FLAGS.boosting),
+        seeds=parse_counts("seeds", FLAGS.seeds),
+        epochs=FLAGS.epochs,
+        batch_size=FLAGS.batch_size,
+        learning_rate=FLAGS.learning_rate,
+        optimizer=FLAGS.optimizer,
+        lr_patience=FLAGS.lr_patience,
+        lr_factor=FLAGS.lr_factor,
+        augment=FLAGS.augment,
+        init=FLAGS.init,
+        input_size=FLAGS.input_size,
+        model_options=_model_options(FLAGS.model_option),
+        sampling=FLAGS.sampling,
+        vote=FLAGS.vote,
+        fp32_accuracy=FLAGS.fp32_accuracy,
+    )
+
+
+def main(argv):
+    if len(argv) > 1:
+        print(f"sweep.py: error: unexpected arguments {argv[1:]}; every option is a --flag.", file=sys.stderr)
+        return 2
+    command = "python apps/sweep.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    try:
+        config = config_from_flags()
+        workdir = FLAGS.workdir or f"runs/sweep_{config.model}_{config.dataset or config.resolved().dataset}"
+        if FLAGS.render_only:
+            result = experiments.render(workdir, command=command)
+        else:
+            result = experiments.run_sweep(config, workdir, progress=FLAGS.progress, verbose=FLAGS.verbose, command=command)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        message = " ".join(str(error).split())
+        print(f"sweep.py: error: {message}", file=sys.stderr)
+        return 2
+    with open(result["paths"]["table2.md"]) as file:
+        table = file.read().split("\n## ")[0]
+    print(table)
+    print("Written: " + ", ".join(result["paths"].values()))
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,429 @@
+"""Datasets as arrays first, tf.data pipelines on top.
+
+`load_arrays` returns float32 images already resized to the model's input shape and
+normalized, with integer labels, for the four datasets the project trains on:
+
+* `cifar10`, `cifar100`: tensorflow-datasets; a validation split is held out of the
+  training set (the LR schedule watches val_loss), the test split gives the final number;
+* `fer2013`: Kaggle's `fer2013.csv` (`emotion,pixels,Usage`);
+* `digits`: scikit-learn's `load_digits` (real 8x8 handwritten digits that ship offline).
+
+Every image goes through the same steps, recorded in `preprocessing` (the workdir's
+`preprocessing.json`) so that an exported model can be fed raw images on a device:
+a raw uint8 image is resized (bilinear) to input_shape[:2], a grey image is repeated to
+3 channels when the model wants RGB, then x = (pixels / 255 - mean) / std with per-channel
+mean/std of the training split. `preprocess_images` implements exactly that.
+"""
+
+import csv
+import dataclasses
+import os
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from larq_tentacle import validation
+
+DATASETS = ("cifar10", "cifar100", "fer2013", "digits")
+PIXEL_SCALE = 255.0
+RESIZE_METHOD = "bilinear"
+# Raw shape of each dataset's images (height, width, channels).
+NATIVE_SHAPES = {
+    "cifar10": (32, 32, 3),
+    "cifar100": (32, 32, 3),
+    "fer2013": (48, 48, 1),
+    "digits": (8, 8, 1),
+}
+# Training augmentation per dataset: random crop after padding, plus a horizontal
+# flip where mirroring keeps the label (faces, objects; not digits).
+AUGMENT = {"cifar10": "crop_flip", "cifar100": "crop_flip", "fer2013": "crop_flip", "digits": None}
+AUGMENTATIONS = ("crop", "crop_flip")
+
+FER_CLASS_NAMES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+FER_USAGE = {"Training": "train", "PublicTest": "validation", "PrivateTest": "test"}
+FER_SIDE = 48
+FER_FILENAME = "fer2013.csv"
+FER_DEFAULT_DIRS = ("~/data", "~/tensorflow_datasets", ".")
+_FER_HOWTO = (
+    "Fix: download fer2013.csv from Kaggle's 'Challenges in Representation Learning: Facial "
+    "Expression Recognition Challenge' (fer2013.tar.gz contains it) and pass its folder, "
+    "e.g. --data_dir=~/data."
+)
+
+# Fraction of the training split held out for validation (cifar, digits).
+VALIDATION_FRACTION = 0.1
+DIGITS_TEST_FRACTION = 0.2
+DIGITS_VALIDATION_FRACTION = 0.2  # of what the test split leaves
+# The digits test split never depends on `seed`, so runs with different seeds (and the
+# FP32/BNN/TentacleNet runs of the demo) are scored on the same images.
+DIGITS_TEST_SEED = 0
+
+_RESIZE_CHUNK = 4096
+
+
+@dataclasses.dataclass
+class RawSplits:
+    """uint8 images (N, H, W, C) and int labels of a dataset, before any preprocessing."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: List[str]
+
+
+@dataclasses.dataclass
+class DataArrays:
+    """Preprocessed splits: float32 images at the model's input shape and int labels."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    class_names: List[str]
+    preprocessing: dict
+
+    def sizes(self) -> Dict[str, int]:
+        return {"train": len(self.y_train), "validation": len(self.y_val), "test": len(self.y_test)}
+
+
+@dataclasses.dataclass
+class DatasetBundle:
+    """Batched tf.data pipelines of the three splits, with what describes them."""
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
+    num_classes: int
+    class_names: List[str]
+    preprocessing: dict
+    arrays: DataArrays
+
+
+def check_name(name) -> str:
+    return validation.choice("dataset", name, DATASETS)
+
+
+def fit_input_shape(name: str, model_input_shape, *, input_size: Optional[int] = None) -> Tuple[int, int, int]:
+    """The input shape a model gets when it trains on dataset `name`.
+
+    Height and width are the model's (or `input_size` x `input_size` when given). Colour is
+    never thrown away: RGB data keeps 3 channels even for a grey model (the model is built
+    for 3), and grey data is repeated to 3 channels only when the model wants RGB.
+    """
+    name = check_name(name)
+    height, width, channels = model_input_shape
+    if input_size is not None:
+        input_size = validation.positive_int("input_size", input_size, hint="pass e.g. input_size=32")
+        height = width = input_size
+    native_channels = NATIVE_SHAPES[name][2]
+    return (int(height), int(width), 3 if native_channels == 3 else int(channels))
+
+
+def load_arrays(name: str, *, input_shape=None, data_dir=None, seed: int = 0) -> DataArrays:
+    """Load dataset `name` as preprocessed numpy arrays.
+
+    # Arguments
+        name: one of "cifar10", "cifar100", "fer2013", "digits".
+        input_shape: (height, width, channels) the images are resized to; default the
+            dataset's own shape. Grey images are repeated to 3 channels when channels=3.
+        data_dir: where the data lives (tfds data_dir; the folder holding fer2013.csv).
+        seed: picks the validation hold-out of the training set; the test split is fixed.
+    """
+    name = check_name(name)
+    seed = validation.positive_int("seed", seed, minimum=0)
+    target = validation.input_shape(NATIVE_SHAPES[name] if input_shape is None else input_shape)
+    raw = load_raw(name, data_dir=data_dir, seed=seed)
+    native_channels = raw.x_train.shape[-1]
+    if native_channels == 3 and target[2] != 3:
+        raise ValueError(
+            f"{name} images are RGB but input_shape={target} asks for {target[2]} channel(s). "
+            f"Fix: use input_shape=({target[0]}, {target[1]}, 3); lt.build accepts any input shape."
+        )
+    if target[2] not in (native_channels, 3):
+        raise ValueError(f"input_shape={target} must have 1 or 3 channels for {name}.")
+    preprocessing = {
+        "dataset": name,
+        "input_shape": list(target),
+        "pixel_scale": PIXEL_SCALE,
+        "mean": [0.0] * target[2],
+        "std": [1.0] * target[2],
+        "resize": RESIZE_METHOD,
+        "grey_to_rgb": bool(native_channels == 1 and target[2] == 3),
+        "class_names": list(raw.class_names),
+    }
+    x_train = preprocess_images(raw.x_train, preprocessing)
+    mean = x_train.mean(axis=(0, 1, 2), dtype=np.float64)
+    # A constant channel (blank border pixels, mock data) must not divide by zero.
+    std = np.maximum(x_train.std(axis=(0, 1, 2), dtype=np.float64), 1e-3)
+    preprocessing.update(mean=[float(m) for m in mean], std=[float(s) for s in std])
+    x_train = ((x_train - mean) / std).astype(np.float32)
+    return DataArrays(
+        x_train=x_train,
+        y_train=raw.y_train.astype(np.int32),
+        x_val=preprocess_images(raw.x_val, preprocessing),
+        y_val=raw.y_val.astype(np.int32),
+        x_test=preprocess_images(raw.x_test, preprocessing),
+        y_test=raw.y_test.astype(np.int32),
+        num_classes=len(raw.class_names),
+        class_names=list(raw.class_names),
+        preprocessing=preprocessing,
+    )
+
+
+def preprocess_images(images: np.ndarray, preprocessing: dict) -> np.ndarray:
+    """Raw uint8 images (N, H, W, C) -> model input, as `preprocessing.json` describes."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    height, width, channels = preprocessing["input_shape"]
+    x = images.astype(np.float32)
+    if x.shape[1:3] != (height, width):
+        x = np.concatenate(
+            [
+                tf.image.resize(x[i : i + _RESIZE_CHUNK], (height, width), method=preprocessing["resize"]).numpy()
+                for i in range(0, len(x), _RESIZE_CHUNK)
+            ]
+            or [np.zeros((0, height, width, x.shape[-1]), np.float32)]
+        )
+    if preprocessing["grey_to_rgb"]:
+        x = np.repeat(x, 3, axis=-1)
+    if x.shape[-1] != channels:
+        raise ValueError(f"Images with {x.shape[-1]} channel(s) do not match input_shape {preprocessing['input_shape']}.")
+    x /= preprocessing["pixel_scale"]
+    mean = np.asarray(preprocessing["mean"], np.float32)
+    std = np.asarray(preprocessing["std"], np.float32)
+    return ((x - mean) / std).astype(np.float32)
+
+
+def load_raw(name: str, *, data_dir=None, seed: int = 0) -> RawSplits:
+    """The dataset's uint8 images and labels, split into train/validation/test."""
+    name = check_name(name)
+    if name in ("cifar10", "cifar100"):
+        return _load_tfds(name, data_dir=data_dir, seed=seed)
+    if name == "fer2013":
+        return read_fer2013(find_fer2013(data_dir))
+    return _load_digits(seed=seed)
+
+
+# --- tensorflow-datasets -------------------------------------------------------------
+
+
+def _load_tfds(name: str, *, data_dir, seed: int) -> RawSplits:
+    import tensorflow_datasets as tfds
+
+    data_dir = os.path.expanduser(data_dir) if data_dir else None
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        splits = {}
+        for split in ("train", "test"):
+            dataset = tfds.load(name, split=split, data_dir=data_dir, as_supervised=True)
+            # Batched iteration; tfds' batch_size=-1 needs a known cardinality.
+            batches = list(tfds.as_numpy(dataset.batch(_RESIZE_CHUNK)))
+            splits[split] = (
+                np.concatenate([images for images, _ in batches]),
+                np.concatenate([labels for _, labels in batches]),
+            )
+    except Exception as error:  # no network here: tfds fails while "downloading"
+        where = data_dir or "~/tensorflow_datasets"
+        raise FileNotFoundError(
+            f"Could not load the tensorflow-datasets dataset {name!r} from {where!r} "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
+            f"Fix: on a machine with internet run `python -c \"import tensorflow_datasets as tfds; "
+            f"tfds.load('{name}', data_dir='{where}')\"` and copy that folder here, then pass "
+            f"--data_dir={where}."
+        ) from error
+    class_names = list(builder.info.features["label"].names)
+    x_train, y_train = splits["train"]
+    x_train, y_train, x_val, y_val = _hold_out(x_train, y_train, VALIDATION_FRACTION, seed)
+    x_test, y_test = splits["test"]
+    return RawSplits(x_train, y_train, x_val, y_val, x_test, y_test, class_names)
+
+
+def _hold_out(x, y, fraction: float, seed: int):
+    """Split off a random `fraction` (at least one example, never all) for validation."""
+    if len(y) < 2:
+        raise ValueError(f"Need at least 2 training examples to hold out a validation split, got {len(y)}.")
+    count = min(max(1, int(round(len(y) * fraction))), len(y) - 1)
+    order = np.random.default_rng(seed).permutation(len(y))
+    val, train = np.sort(order[:count]), np.sort(order[count:])
+    return x[train], y[train], x[val], y[val]
+
+
+# --- digits --------------------------------------------------------------------------
+
+
+def _load_digits(*, seed: int) -> RawSplits:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    # Pixel values are 0..16; scale them to the uint8 range the preprocessing contract uses.
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    labels = digits.target.astype(np.int64)
+    x_rest, x_test, y_rest, y_test = train_test_split(
+        images, labels, test_size=DIGITS_TEST_FRACTION, stratify=labels, random_state=DIGITS_TEST_SEED
+    )
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_rest, y_rest, test_size=DIGITS_VALIDATION_FRACTION, stratify=y_rest, random_state=seed
+    )
+    return RawSplits(x_train, y_train, x_val, y_val, x_test, y_test, [str(c) for c in digits.target_names])
+
+
+# --- FER2013 -------------------------------------------------------------------------
+
+
+def find_fer2013(data_dir=None) -> str:
+    """The path of fer2013.csv: `data_dir` itself if it is the file, else inside it."""
+    if data_dir is not None and os.path.isfile(os.path.expanduser(data_dir)):
+        return os.path.expanduser(data_dir)
+    folders = [data_dir] if data_dir is not None else list(FER_DEFAULT_DIRS)
+    candidates = []
+    for folder in folders:
+        folder = os.path.expanduser(folder)
+        candidates += [os.path.join(folder, FER_FILENAME), os.path.join(folder, "fer2013", FER_FILENAME)]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(f"fer2013.csv not found; looked at {candidates}. {_FER_HOWTO}")
+
+
+def read_fer2013(path) -> RawSplits:
+    """Parse Kaggle's fer2013.csv; a malformed row raises ValueError naming file and line."""
+    path = os.fspath(path)
+    parts = {split: ([], []) for split in FER_USAGE.values()}
+    pixels_per_image = FER_SIDE * FER_SIDE
+    with open(path, newline="") as file:
+        reader = csv.reader(file)
+        header = next(reader, None)
+        expected = ["emotion", "pixels", "Usage"]
+        if header is None or [h.strip() for h in header] != expected:
+            raise ValueError(f"{path}, line 1: expected the header {','.join(expected)}, got {header!r}. {_FER_HOWTO}")
+        for row in reader:
+            line = reader.line_num
+            where = f"{path}, line {line}"
+            if len(row) != 3:
+                raise ValueError(f"{where}: expected 3 fields (emotion,pixels,Usage), got {len(row)}.")
+            emotion, pixels, usage = (field.strip() for field in row)
+            try:
+                label = int(emotion)
+            except ValueError:
+                label = -1
+            if not 0 <= label < len(FER_CLASS_NAMES):
+                raise ValueError(f"{where}: bad label {emotion!r}; expected an integer 0..{len(FER_CLASS_NAMES) - 1}.")
+            if usage not in FER_USAGE:
+                raise ValueError(f"{where}: unknown Usage {usage!r}; expected one of {list(FER_USAGE)}.")
+            tokens = pixels.split()
+            if len(tokens) != pixels_per_image:
+                raise ValueError(
+                    f"{where}: expected {pixels_per_image} pixels ({FER_SIDE}x{FER_SIDE}), got {len(tokens)}."
+                )
+            try:
+                values = np.array(tokens, dtype=np.int64)
+            except ValueError:
+                bad = next(t for t in tokens if not t.lstrip("-").isdigit())
+                raise ValueError(f"{where}: pixel {bad!r} is not an integer 0..255.") from None
+            if values.min() < 0 or values.max() > 255:
+                raise ValueError(f"{where}: pixel values must be 0..255, found {values.min()}..{values.max()}.")
+            images, labels = parts[FER_USAGE[usage]]
+            images.append(values.astype(np.uint8).reshape(FER_SIDE, FER_SIDE, 1))
+            labels.append(label)
+    arrays = {}
+    for split, (images, labels) in parts.items():
+        if not labels:
+            usage = next(u for u, s in FER_USAGE.items() if s == split)
+            raise ValueError(f"{path}: no rows with Usage {usage!r}; the {split} split would be empty.")
+        arrays[split] = (np.stack(images), np.asarray(labels, np.int64))
+    return RawSplits(*arrays["train"], *arrays["validation"], *arrays["test"], list(FER_CLASS_NAMES))
+
+
+# --- tf.data -------------------------------------------------------------------------
+
+
+def make_dataset(
+    x, y, *, batch_size: int, training: bool, seed: int = 0, augment=False, sample_weight=None
+) -> tf.data.Dataset:
+    """A batched, prefetched pipeline; shuffled (and augmented) only when `training`.
+
+    # Arguments
+        augment: False/None, True (= "crop_flip"), "crop" (pad + random crop) or
+            "crop_flip" (also a random horizontal flip). The padding is 1/8 of the side
+            (4 pixels at 32x32, as in the usual CIFAR recipe).
+        sample_weight: optional per-example weights (e.g. boosting), batched alongside.
+    """
+    batch_size = validation.positive_int("batch_size", batch_size, hint="pass e.g. batch_size=128")
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} examples but y has {len(y)}.")
+    if augment is True:
+        augment = "crop_flip"
+    if augment:
+        augment = validation.choice("augment", augment, AUGMENTATIONS)
+    tensors = (x, y) if sample_weight is None else (x, y, np.asarray(sample_weight, np.float32))
+    if sample_weight is not None and len(tensors[2]) != len(y):
+        raise ValueError(f"sample_weight has {len(tensors[2])} entries for {len(y)} examples.")
+    dataset = tf.data.Dataset.from_tensor_slices(tensors)
+    if training:
+        dataset = dataset.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+        if augment:
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+            augmenter = _augmenter(tuple(x.shape[1:]), flip=augment == "crop_flip")
+            dataset = tf.data.Dataset.zip((dataset, seeds)).map(
+                augmenter, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+            )
+    dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # Every worker holds the same arrays: shard by element, not by file.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def _augmenter(shape, *, flip: bool):
+    height, width, channels = shape
+    pad = max(1, round(min(height, width) / 8))
+
+    def augment(element, seed):
+        image, rest = element[0], element[1:]
+        seeds = tf.random.experimental.stateless_split(seed, 2)
+        padded = tf.image.pad_to_bounding_box(image, pad, pad, height + 2 * pad, width + 2 * pad)
+        image = tf.image.stateless_random_crop(padded, (height, width, channels), seed=seeds[0])
+        if flip:
+            image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
+        return (image, *rest)
+
+    return augment
+
+
+def load_dataset(
+    name: str, *, input_shape, batch_size: int, seed: int = 0, data_dir=None, augment="default"
+) -> DatasetBundle:
+    """`load_arrays` wrapped into train/validation/test pipelines.
+
+    !!! example
+        ```python
+        bundle = lt.load_dataset("digits", input_shape=(16, 16, 1), batch_size=64)
+        model.fit(bundle.train, validation_data=bundle.validation)
+        ```
+
+    # Arguments
+        augment: "default" uses the dataset's usual training augmentation
+            (`AUGMENT`); or pass False, "crop", "crop_flip".
+    """
+    name = check_name(name)
+    batch_size = validation.positive_int("batch_size", batch_size, hint="pass e.g. batch_size=128")
+    arrays = load_arrays(name, input_shape=input_shape, data_dir=data_dir, seed=seed)
+    augment = AUGMENT[name] if augment == "default" else augment
+    return DatasetBundle(
+        train=make_dataset(arrays.x_train, arrays.y_train, batch_size=batch_size, training=True, seed=seed, augment=augment),
+        validation=make_dataset(arrays.x_val, arrays.y_val, batch_size=batch_size, training=False),
+        test=make_dataset(arrays.x_test, arrays.y_test, batch_size=batch_size, training=False),
+        num_classes=arrays.num_classes,
+        class_names=arrays.class_names,
+        preprocessing=arrays.preprocessing,
+        arrays=arrays,
+    )

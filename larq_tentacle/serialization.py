@@ -9,8 +9,16 @@ from larq_tentacle import initializers  # noqa: F401  (registers larq_tentacle>P
 
 
 def custom_objects() -> dict:
-    """Every custom object a larq_tentacle model may contain, for Keras loaders."""
-    return dict(tf.keras.utils.get_custom_objects())
+    """Every custom object a larq_tentacle model may contain, for Keras loaders.
+
+    Ours are registered as "larq_tentacle>Name"; the SavedModel loader looks some of
+    them up by bare class name, so both spellings are given.
+    """
+    objects = dict(tf.keras.utils.get_custom_objects())
+    for key, value in list(objects.items()):
+        if key.startswith("larq_tentacle>"):
+            objects.setdefault(key.split(">", 1)[1], value)
+    return objects
 
 
 def load_model(path, *, compile: bool = True) -> tf.keras.Model:

@@ -30,14 +30,27 @@ def pseudo_hadamard(fan_in: int, units: int, seed: int) -> np.ndarray:
     """A (fan_in, units) ±1 matrix whose columns (the filters) are near-orthogonal."""
     rng = np.random.default_rng(seed)
     order = 1 << max(0, int(np.ceil(np.log2(max(fan_in, 1)))))
-    hadamard = sylvester_hadamard(order)
     inputs = rng.permutation(order)[:fan_in]
     if units <= order:
         filters = rng.choice(order, size=units, replace=False)
     else:
         extra = rng.choice(order, size=units - order, replace=True)
         filters = rng.permutation(np.concatenate([np.arange(order), extra]))
-    return hadamard[np.ix_(filters, inputs)].T
+    return _sylvester_entries(inputs, filters)
+
+
+def _sylvester_entries(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """H[rows][:, columns] of the Sylvester matrix without building it: H[i, j] = (-1)^popcount(i & j).
+
+    The full matrix of a 3x3x512 kernel would have 8192^2 entries; this needs only
+    the selected ones.
+    """
+    shared = np.bitwise_and.outer(rows.astype(np.int64), columns.astype(np.int64))
+    parity = np.zeros(shared.shape, dtype=np.int64)
+    while np.any(shared):
+        parity ^= shared & 1
+        shared >>= 1
+    return (1 - 2 * parity).astype(np.int8)
 
 
 @tf.keras.utils.register_keras_serializable(package="larq_tentacle")

@@ -111,20 +111,19 @@ def test_build_fused_equals_fuse_of_build():
 
 def test_fused_model_trains_every_variable_gets_a_gradient(round_trips):
     branched, _, _, x = round_trips[("nin", 2)]
-    model = lt.fuse(branched)  # a copy: training must not change the shared fixture
+    # "split" computes the grouped convs without XLA, which keeps this test fast; the
+    # test below shows that every implementation gives the same gradients.
+    model = lt.fuse(branched, implementation="split")
     x, y = np.concatenate([x, -x]), np.arange(8) % 10
     with tf.GradientTape() as tape:
         loss = tf.keras.losses.sparse_categorical_crossentropy(y, model(x, training=True))
     gradients = tape.gradient(loss, model.trainable_variables)
-    missing = [v.name for v, g in zip(model.trainable_variables, gradients) if g is None]
+    names = [v.name for v in model.trainable_variables]
+    assert any("head_conv9" in name for name in names)
+    missing = [name for name, g in zip(names, gradients) if g is None]
     assert not missing, f"no gradient for {missing}"
-    zero = [v.name for v, g in zip(model.trainable_variables, gradients) if not np.any(g.numpy())]
+    zero = [name for name, g in zip(names, gradients) if not np.any(g.numpy())]
     assert not zero, f"all-zero gradient for {zero}"
-    model.compile(optimizer=tf.keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
-    before = [v.numpy().copy() for v in model.trainable_variables]
-    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
-    changed = [not np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables)]
-    assert all(changed)
 
 
 def test_training_implementations_match_grouped(round_trips):
@@ -189,7 +188,7 @@ def test_bad_arguments_are_refused(round_trips):
         lt.fuse(model, implementation="fast")
     with pytest.raises(ValueError, match="not in the fused form"):
         lt.unfuse(model)
-    with pytest.raises(ValueError, match="fused=.*'maybe'"):
+    with pytest.raises(ValueError, match="`fused`.*'maybe'"):
         lt.build("fernet", tentacles=2, fused="maybe")
     with pytest.raises(ValueError, match="no tentacles to fuse"):
         lt.build("fernet", precision="float", fused=True)

@@ -1,0 +1,178 @@
+"""Training throughput (images/s) of the branched and fused TentacleNet forms.
+
+Forms, all with the same weights and the same maths (tests/test_fusion.py):
+  branched  n separate tentacles (lt.build), the naive graph;
+  grouped   fused, Keras's grouped QuantConv2D (XLA-compiled), the export form;
+  split     fused, each grouped conv computed as n convs on channel slices;
+  einsum    fused, 1x1 grouped convs as one batched matmul, others as "split".
+The fused forms also merge the n first tentacle convs into one conv with n·F
+filters and run BatchNorm/pooling once over n·F channels.
+
+Configurations are interleaved: every repetition runs each (n, form) once, so
+a change in machine load hits all of them alike. Reported: median, min and max
+images/s over the repetitions, and the ratio of medians to branched at the same n.
+
+    python benchmarks/train_throughput.py --n=1,3,5,8 --batch-size=64 --repeats=3 --out=results/
+
+Standalone: needs only the repository (or an installed larq_tentacle) and its
+pinned packages; no data set (random images and labels).
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+
+import larq_tentacle as lt  # noqa: E402  (selects Keras 2 before TensorFlow loads)
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from larq_tentacle import atomic, fusion  # noqa: E402
+from larq_tentacle.reporting import markdown_table  # noqa: E402
+
+FORMS = ("branched", "grouped", "split", "einsum")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="nin", choices=lt.list_models())
+    parser.add_argument("--n", default="1,3,5,8", help="comma-separated tentacle counts")
+    parser.add_argument("--forms", default=",".join(FORMS), help=f"comma-separated, from {FORMS}")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--input-size", type=int, default=None, help="square input side (default: the model's)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds over all configurations")
+    parser.add_argument("--steps", type=int, default=3, help="timed train steps per configuration and round")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (tracing, XLA compilation)")
+    parser.add_argument(
+        "--max-n",
+        default="",
+        help="per-form largest n, e.g. 'grouped=3' skips the slow grouped form above n=3",
+    )
+    parser.add_argument("--out", default=None, help="folder for train_throughput.{md,json}")
+    args = parser.parse_args(argv)
+    args.n = [int(v) for v in args.n.split(",") if v]
+    args.forms = [v for v in args.forms.split(",") if v]
+    unknown = sorted(set(args.forms) - set(FORMS))
+    if unknown or not args.n or min(args.n) < 1:
+        parser.error(f"--forms must be from {FORMS} (got {unknown}) and --n positive integers")
+    args.max_n = {k: int(v) for k, v in (item.split("=") for item in args.max_n.split(",") if item)}
+    return args
+
+
+def configurations(args):
+    configs = []
+    for n in args.n:
+        for form in args.forms:
+            if n == 1 and form != "branched":
+                continue  # with one tentacle every form is the same graph
+            if n > args.max_n.get(form, n):
+                continue
+            configs.append((n, form))
+    return configs
+
+
+def make_model(model_name, n, form, input_shape):
+    branched = lt.build(model_name, tentacles=n, input_shape=input_shape, init="copy")
+    model = branched if form == "branched" else fusion.fuse(branched, implementation=form, check_lce=False)
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    return model
+
+
+def device_description() -> str:
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"GPU: {details.get('device_name', gpus[0].name)} x{len(gpus)}"
+    return f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def run(args) -> dict:
+    spec = lt.get_spec(args.model)
+    size = args.input_size
+    input_shape = spec.input_shape if size is None else (size, size, spec.input_shape[2])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(args.batch_size,) + tuple(input_shape)).astype(np.float32)
+    y = rng.integers(0, spec.num_classes, size=args.batch_size)
+    configs = configurations(args)
+    print(f"{device_description()}; {args.model} {input_shape} batch {args.batch_size}; {len(configs)} configurations", flush=True)
+
+    models = {}
+    for n, form in configs:
+        start = time.perf_counter()
+        models[(n, form)] = make_model(args.model, n, form, input_shape)
+        for _ in range(args.warmup):
+            models[(n, form)].train_on_batch(x, y)
+        print(f"  built + warmed up n={n} {form} in {time.perf_counter() - start:.1f} s", flush=True)
+
+    samples = {config: [] for config in configs}
+    for repeat in range(args.repeats):
+        # rotate the order so no configuration always runs first after a pause
+        order = configs[repeat % len(configs):] + configs[: repeat % len(configs)]
+        for n, form in order:
+            model = models[(n, form)]
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                model.train_on_batch(x, y)
+            rate = args.steps * args.batch_size / (time.perf_counter() - start)
+            samples[(n, form)].append(rate)
+            print(f"  round {repeat + 1}/{args.repeats} n={n} {form}: {rate:.2f} img/s", flush=True)
+
+    rows = []
+    for n, form in configs:
+        values = samples[(n, form)]
+        base = samples.get((n, "branched"))
+        rows.append(
+            dict(
+                n=n,
+                form=form,
+                median=statistics.median(values),
+                min=min(values),
+                max=max(values),
+                vs_branched=statistics.median(values) / statistics.median(base) if base else float("nan"),
+                samples=values,
+            )
+        )
+    return dict(
+        benchmark="train_throughput",
+        device=device_description(),
+        model=args.model,
+        input_shape=list(input_shape),
+        batch_size=args.batch_size,
+        repeats=args.repeats,
+        steps=args.steps,
+        warmup=args.warmup,
+        versions=lt.versions(),
+        command=" ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+        rows=rows,
+    )
+
+
+def to_markdown(result: dict) -> str:
+    table = markdown_table(
+        result["rows"],
+        ["n", "form", "median", "min", "max", "vs_branched"],
+        ["n", "form", "median img/s", "min", "max", "median / branched"],
+    )
+    return (
+        f"Training throughput, {result['model']} {tuple(result['input_shape'])}, batch "
+        f"{result['batch_size']}, {result['device']}; {result['repeats']} interleaved rounds of "
+        f"{result['steps']} train_on_batch steps.\n\n{table}\n"
+    )
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    result = run(args)
+    markdown = to_markdown(result)
+    print(markdown)
+    if args.out:
+        atomic.write_json(os.path.join(args.out, "train_throughput.json"), result)
+        atomic.write_text(os.path.join(args.out, "train_throughput.md"), markdown)
+
+
+if __name__ == "__main__":
+    main()

@@ -234,7 +234,9 @@ def run_sweep(config: SweepConfig, workdir, *, progress: bool = True, verbose: i
                     atomic.write_json(_point_path(workdir, record["point"]), record)
                     done.add(record["point"])
                     bar.update(1)
-            render(workdir, command=command)
+            # The CSV after every job is cheap; plots and table once at the end
+            # (`render` or `apps/sweep.py --render_only` draws them at any time).
+            write_csv(workdir)
     finally:
         bar.close()
     return render(workdir, command=command, session_wall_time_s=time.time() - started)
@@ -610,15 +612,29 @@ def plot_pareto(summary: List[dict], path, *, title: str, fp32: Optional[dict]) 
     plt.close(figure)
 
 
+def write_csv(workdir) -> str:
+    """Write sweep.csv from the finished points; returns its path."""
+    workdir = os.fspath(workdir)
+    config = _read_config(workdir)
+    rows = rows_with_delta(load_points(workdir), fp32_reference(load_points(workdir), config.get("fp32_accuracy")))
+    path = os.path.join(workdir, "sweep.csv")
+    _write_csv(path, rows, CSV_COLUMNS)
+    return path
+
+
+def _read_config(workdir) -> dict:
+    path = os.path.join(workdir, SWEEP_CONFIG)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as file:
+        return json.load(file)
+
+
 def render(workdir, *, command: Optional[str] = None, session_wall_time_s: Optional[float] = None) -> dict:
     """Write sweep.csv, summary.csv, the two PNGs and table2.md from the finished points."""
     workdir = os.fspath(workdir)
     points = load_points(workdir)
-    config = {}
-    config_path = os.path.join(workdir, SWEEP_CONFIG)
-    if os.path.exists(config_path):
-        with open(config_path) as file:
-            config = json.load(file)
+    config = _read_config(workdir)
     reference = fp32_reference(points, config.get("fp32_accuracy"))
     rows = rows_with_delta(points, reference)
     summary = summarize(rows)

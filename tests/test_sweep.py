@@ -108,8 +108,9 @@ def test_app_reports_a_bad_flag_without_a_traceback():
 
 
 def _tiny(**overrides):
-    values = dict(model="nin", dataset="digits", input_size=4, epochs=1, batch_size=128, tentacles=[2],
-                  bagging=[1], boosting=[1], seeds=[0])
+    # fp32_accuracy given: no FP32 point (it runs the same code as a TentacleNet point).
+    values = dict(model="nin", dataset="digits", input_size=4, epochs=1, batch_size=128, tentacles=[1],
+                  bagging=[1], boosting=[1], seeds=[0], fp32_accuracy=0.9)
     values.update(overrides)
     return experiments.SweepConfig(**values)
 
@@ -118,14 +119,15 @@ def _tiny(**overrides):
 def test_sweep_runs_end_to_end_and_resumes_without_retraining(tmp_path, monkeypatch):
     result = experiments.run_sweep(_tiny(), tmp_path, progress=False)
     done = sorted(os.listdir(tmp_path / "points"))
-    assert done == ["bagging_n1_s0.json", "boosting_n1_s0.json", "fp32_n1_s0.json", "tentaclenet_n2_s0.json"]
+    assert done == ["bagging_n1_s0.json", "boosting_n1_s0.json", "tentaclenet_n1_s0.json"]
     for path in result["paths"].values():
         assert os.path.getsize(path) > 0, path
-    tn = json.load(open(tmp_path / "points" / "tentaclenet_n2_s0.json"))
+    tn = json.load(open(tmp_path / "points" / "tentaclenet_n1_s0.json"))
     assert 0.0 <= tn["test_accuracy"] <= 1.0 and tn["epochs_completed"] == 1
     boost = json.load(open(tmp_path / "points" / "boosting_n1_s0.json"))
-    assert boost["paper_kb_exact"] == pytest.approx(
-        json.load(open(tmp_path / "points" / "bagging_n1_s0.json"))["paper_kb_exact"])
+    # a BENN of one member is the BNN, i.e. TentacleNet n=1
+    assert boost["paper_kb_exact"] == pytest.approx(tn["paper_kb_exact"])
+    assert json.load(open(tmp_path / "points" / "bagging_n1_s0.json"))["paper_kb_exact"] == pytest.approx(tn["paper_kb_exact"])
 
     # Extend the sweep: finished points and members must come from disk.
     from larq_tentacle import training
@@ -150,8 +152,8 @@ def test_sweep_runs_end_to_end_and_resumes_without_retraining(tmp_path, monkeypa
     experiments.run_sweep(_tiny(bagging=[1, 2]), tmp_path, progress=False)
     assert trained == [2]  # member 1 of the bagging pool was reloaded
     rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
-    assert sorted(r["point"] for r in rows) == [
-        "bagging_n1_s0", "bagging_n2_s0", "boosting_n1_s0", "fp32_n1_s0", "tentaclenet_n2_s0"]
+    assert sorted(r["point"] for r in rows) == ["bagging_n1_s0", "bagging_n2_s0", "boosting_n1_s0", "tentaclenet_n1_s0"]
+    assert {float(r["fp32_accuracy"]) for r in rows} == {0.9}
     bag2 = json.load(open(tmp_path / "points" / "bagging_n2_s0.json"))
     assert bag2["paper_kb_exact"] == pytest.approx(2 * boost["paper_kb_exact"])
     assert (tmp_path / "runs" / "bagging_pool_s0" / "benn_bagging_n2.h5").exists()

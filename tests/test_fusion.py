@@ -13,10 +13,13 @@ SMALL_INPUT = {"nin": (8, 8, 3), "resnet9": (8, 8, 3), "fernet": (16, 16, 1)}
 CASES = [(name, n) for name in sorted(SMALL_INPUT) for n in (2, 3)]
 
 
-def _randomize_batchnorm(model, seed=0):
-    """Non-trivial BatchNorm statistics, so a wrong channel order cannot go unnoticed."""
+def _randomize(model, seed=0):
+    """Distinct tentacles and non-trivial BatchNorm statistics, so that a wrong channel
+    or tentacle order cannot go unnoticed (init="copy" starts all tentacles equal)."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
+        if hasattr(layer, "kernel_quantizer"):
+            layer.set_weights([rng.uniform(-1, 1, w.shape).astype(np.float32) for w in layer.get_weights()])
         if isinstance(layer, tf.keras.layers.BatchNormalization):
             weights = []
             for weight in layer.weights:
@@ -34,7 +37,7 @@ def _images(name, count=4, seed=1):
 
 def _build(name, n, **kwargs):
     model = lt.build(name, tentacles=n, input_shape=SMALL_INPUT[name], init="copy", seed=n, **kwargs)
-    _randomize_batchnorm(model, seed=n)
+    _randomize(model, seed=n)
     return model
 
 

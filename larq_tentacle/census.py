@@ -10,11 +10,14 @@ topology needs (rules in shared/reference/lce-notes.md §3):
 
 * each binary conv (binary kernel and binary input) -> one LceBconv2d;
 * no float conv / dense op whose name belongs to a tentacle layer;
-* no float MUL/ADD/SUB/DIV from a BatchNorm that follows a binary conv (it
-  should have been folded); in a chain tentacle (no Add) no float
-  MUL/ADD/SUB/DIV at all except a BatchNorm fed by a float op (NiN's bn9);
+* no float MUL/ADD/SUB/DIV from a BatchNorm next to a binary conv (after it, or
+  in front of one): placed conv -> BN -> MaxPool it folds into the bconv; in a
+  chain tentacle (no Add) no float MUL/ADD/SUB/DIV at all except a BatchNorm
+  between float ops (NiN's bn9, in front of the float head);
 * at most one LceQuantize per distinct float tensor that feeds binary convs
-  (tentacles reading the same stem output share one), counted from the layers.
+  (tentacles reading the same stem output share one, AvgPool and Add outputs
+  need one); binary conv -> BN/MaxPool -> binary conv needs none, since with
+  pad_values=1 and that order LCE keeps the activations bitpacked.
 
 The flatbuffer is read with the TFLite schema module that ships with LCE, the
 only reader here, so no other module parses `.tflite` files.
@@ -247,25 +250,14 @@ def _is_conv(layer) -> bool:
     return isinstance(layer, lq.layers.QuantConv2D)
 
 
-def _writes_bitpacked(layer) -> bool:
-    """Can LCE make this binary conv write bitpacked output (lce-notes §3)?"""
-    if not _is_binary_conv(layer):
-        return False
-    config = layer.get_config()
-    activation = config.get("activation")
-    if activation not in (None, "linear"):
-        return False
-    return config.get("padding") == "valid" or float(config.get("pad_values", 0.0)) == 1.0
-
-
 @dataclasses.dataclass
 class TopologyNeeds:
     """What a correct LCE conversion of a model must contain, read from its layers."""
 
     binary_convs: List[str]
     quantize_sources: List[str]  # one LceQuantize per distinct float tensor feeding binary convs
-    unfoldable_ok_bn: List[str]  # BatchNorms fed by a float op: they legitimately stay MUL/ADD
-    folded_bn: List[str]  # BatchNorms right after a binary conv: they must fold into it
+    unfoldable_ok_bn: List[str]  # BatchNorms between float ops (NiN's bn9): they stay MUL/ADD
+    folded_bn: List[str]  # BatchNorms after or in front of a binary conv: they must fold into one
     float_binary_weight_layers: List[str]  # binary kernels LCE keeps in float (QuantDense, float input)
     chain_tentacles: List[int]  # tentacles without Add/Concatenate inside
 
@@ -314,17 +306,24 @@ def topology_needs(model) -> TopologyNeeds:
     def single_use(name: str) -> bool:
         return len(consumers_of[name]) == 1
 
-    def bitpacked(source: str) -> bool:
+    def bitpackable(source: str) -> bool:
+        # Ideal topology: binary conv -> BN / MaxPool (any order) -> binary conv needs no
+        # quantize, because conv -> BN -> MaxPool with pad_values=1 keeps it bitpacked.
         name = source
-        while isinstance(layer(name), tf.keras.layers.MaxPooling2D):
+        while isinstance(layer(name), (tf.keras.layers.MaxPooling2D, tf.keras.layers.BatchNormalization)):
             if not single_use(name):
                 return False
             name = skip_identity(inputs_of[name][0])
-        if isinstance(layer(name), tf.keras.layers.BatchNormalization):
-            if not single_use(name):
+        return _is_binary_conv(layer(name)) and single_use(name)
+
+    def feeds_binary_conv(name: str) -> bool:
+        while single_use(name):
+            name = consumers_of[name][0]
+            if _is_binary_conv(layer(name)):
+                return True
+            if not isinstance(layer(name), (tf.keras.layers.Dropout, tf.keras.layers.MaxPooling2D)):
                 return False
-            name = skip_identity(inputs_of[name][0])
-        return _writes_bitpacked(layer(name)) and single_use(name)
+        return False
 
     binary_convs, sources, float_binary = [], [], []
     for name in order:
@@ -332,7 +331,7 @@ def topology_needs(model) -> TopologyNeeds:
         if _is_binary_conv(current):
             binary_convs.append(name)
             source = skip_identity(inputs_of[name][0])
-            if source not in sources and not bitpacked(source):
+            if source not in sources and not bitpackable(source):
                 sources.append(source)
         elif binarization.is_binary_layer(current):
             float_binary.append(name)
@@ -340,7 +339,8 @@ def topology_needs(model) -> TopologyNeeds:
     for name in order:
         if isinstance(layer(name), tf.keras.layers.BatchNormalization) and inputs_of[name]:
             producer = inputs_of[name][0]
-            if _is_binary_conv(layer(producer)) and single_use(producer):
+            after_bconv = _is_binary_conv(layer(producer)) and single_use(producer)
+            if after_bconv or feeds_binary_conv(name):
                 folded.append(name)
             else:
                 float_bn.append(name)
@@ -442,8 +442,8 @@ def strict_violations(model, flatbuffer, *, target: str = "arm") -> List[str]:
             if owner in needs.folded_bn:
                 problems.append(
                     f"float {op.op} (op {op.index}) from BatchNorm {owner!r} in tentacle {index}: "
-                    "it was not folded into the binary conv before it. Fix: put BatchNorm right "
-                    "after the QuantConv2D (conv -> BN -> MaxPool), with no other consumer of the conv."
+                    "it was not folded into a binary conv. Fix: put BatchNorm right after the "
+                    "QuantConv2D (conv -> BN -> MaxPool), with no other consumer of the conv."
                 )
             elif index in needs.chain_tentacles and owner not in needs.unfoldable_ok_bn:
                 problems.append(

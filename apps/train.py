@@ -1,0 +1,107 @@
+"""Train an FP32 baseline, its BNN or a TentacleNet with the paper's recipe.
+
+    python apps/train.py --model=nin --dataset=cifar10 --tentacles=5 --workdir=runs/nin5
+    python apps/train.py --model=fernet --dataset=fer2013 --data_dir=~/data --tentacles=3
+    python apps/train.py --model=nin --dataset=digits --tentacles=3 --epochs=30   # offline
+
+Run the same command again after a crash: it resumes from the last completed epoch.
+A thin shell over `larq_tentacle.training.train`; see docs/training.md.
+"""
+
+import larq_tentacle  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+
+import ast  # noqa: E402
+import sys  # noqa: E402
+
+from absl import app, flags  # noqa: E402
+
+from larq_tentacle import training  # noqa: E402
+
+_DEFAULTS = training.TrainConfig(model="nin")
+
+flags.DEFINE_string("model", None, "Registered model: fernet, nin, resnet9.")
+flags.DEFINE_string("dataset", None, "cifar10, cifar100, fer2013 or digits (default: the model's own).")
+flags.DEFINE_string("data_dir", None, "Where the dataset lives (tfds data_dir; folder of fer2013.csv).")
+flags.DEFINE_integer("tentacles", _DEFAULTS.tentacles, "Binary tentacles (1 = the plain BNN).")
+flags.DEFINE_string("precision", _DEFAULTS.precision, "binary or float (the FP32 baseline).")
+flags.DEFINE_string("init", None, "hadamard or copy (default: copy with --init_from, else hadamard).")
+flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Total epochs (the paper: 300).")
+flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Global batch size.")
+flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Initial learning rate.")
+flags.DEFINE_string("optimizer", _DEFAULTS.optimizer, "adam or sgd.")
+flags.DEFINE_integer("lr_patience", _DEFAULTS.lr_patience, "Epochs without val_loss progress before the LR drops.")
+flags.DEFINE_float("lr_factor", _DEFAULTS.lr_factor, "Factor the LR is multiplied by on a plateau.")
+flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of weights, shuffling, augmentation, validation hold-out.")
+flags.DEFINE_string("strategy", _DEFAULTS.strategy, "default, mirrored or multi_worker (reads TF_CONFIG).")
+flags.DEFINE_integer("input_size", None, "Train at input_size x input_size (default: the model's size).")
+flags.DEFINE_string("init_from", None, "Workdir of a trained --precision=float run to start from.")
+flags.DEFINE_float("fp32_accuracy", None, "Test accuracy (0..1) of the FP32 baseline, for the Δ column.")
+flags.DEFINE_string("augment", _DEFAULTS.augment, "default, none, crop or crop_flip.")
+flags.DEFINE_multi_string("model_option", [], "Architecture option key=value, e.g. projection_shortcuts=2.")
+flags.DEFINE_string("workdir", None, "Output folder (default: runs/<model>_<dataset>_<fp32|bnn|tn<n>>).")
+flags.DEFINE_integer("verbose", 1, "Keras verbosity: 1 progress bar, 2 one line per epoch, 0 silent.")
+
+FLAGS = flags.FLAGS
+
+
+def _model_options(entries) -> dict:
+    options = {}
+    for entry in entries:
+        key, separator, text = entry.partition("=")
+        if not separator or not key:
+            raise ValueError(f"--model_option={entry!r} is not key=value. Fix: e.g. --model_option=projection_shortcuts=2.")
+        try:
+            options[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            options[key] = text
+    return options
+
+
+def config_from_flags() -> training.TrainConfig:
+    if FLAGS.model is None:
+        raise ValueError("--model is required. Fix: e.g. --model=nin (see lt.list_models()).")
+    return training.TrainConfig(
+        model=FLAGS.model,
+        dataset=FLAGS.dataset,
+        data_dir=FLAGS.data_dir,
+        tentacles=FLAGS.tentacles,
+        precision=FLAGS.precision,
+        init=FLAGS.init,
+        epochs=FLAGS.epochs,
+        batch_size=FLAGS.batch_size,
+        learning_rate=FLAGS.learning_rate,
+        optimizer=FLAGS.optimizer,
+        lr_patience=FLAGS.lr_patience,
+        lr_factor=FLAGS.lr_factor,
+        seed=FLAGS.seed,
+        strategy=FLAGS.strategy,
+        input_size=FLAGS.input_size,
+        init_from=FLAGS.init_from,
+        fp32_accuracy=FLAGS.fp32_accuracy,
+        augment=FLAGS.augment,
+        model_options=_model_options(FLAGS.model_option),
+    )
+
+
+def main(argv):
+    import tensorflow as tf
+
+    # TensorFlow's INFO lines (checkpoint sharding, ...) drown Keras's progress bar.
+    tf.get_logger().setLevel("WARNING")
+    if len(argv) > 1:
+        print(f"train.py: error: unexpected arguments {argv[1:]}; every option is a --flag.", file=sys.stderr)
+        return 2
+    try:
+        config = config_from_flags()
+        workdir = FLAGS.workdir or training.default_workdir(config)
+        report = training.train(config, workdir, verbose=FLAGS.verbose)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        message = " ".join(str(error).split())
+        print(f"train.py: error: {message}", file=sys.stderr)
+        return 2
+    print(f"Run written to {workdir} (test accuracy {100 * report['test_accuracy']:.2f}%).")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -177,21 +177,31 @@ def plan(config: SweepConfig) -> List[dict]:
     return jobs
 
 
+_EXTENSIBLE = ("tentacles", "bagging", "boosting", "seeds")
+
+
 def _check_workdir(workdir, config: SweepConfig) -> None:
-    """A workdir belongs to one sweep; extending the lists or seeds is allowed."""
+    """A workdir belongs to one sweep; extending the lists or seeds is allowed.
+
+    The stored config keeps the union of every list run in the workdir, so it
+    describes all its points (also when processes run different seeds).
+    """
     path = os.path.join(workdir, SWEEP_CONFIG)
+    current = config.to_dict()
     if os.path.exists(path):
         with open(path) as file:
             previous = json.load(file)
-        fixed = [k for k in previous if k not in ("tentacles", "bagging", "boosting", "seeds", "data_dir")]
-        changed = [k for k in fixed if previous.get(k) != config.to_dict().get(k)]
+        fixed = [k for k in previous if k not in _EXTENSIBLE + ("data_dir",)]
+        changed = [k for k in fixed if previous.get(k) != current.get(k)]
         if changed:
-            details = ", ".join(f"{k}: {previous.get(k)!r} -> {config.to_dict().get(k)!r}" for k in changed)
+            details = ", ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in changed)
             raise ValueError(
                 f"The workdir {workdir!r} holds a different sweep ({details}). Fix: pass a new "
                 "workdir, or change only tentacles/bagging/boosting/seeds to extend this one."
             )
-    atomic.write_json(path, config.to_dict())
+        for key in _EXTENSIBLE:
+            current[key] = sorted(set(previous.get(key, [])) | set(current[key]))
+    atomic.write_json(path, current)
 
 
 def run_sweep(config: SweepConfig, workdir, *, progress: bool = True, verbose: int = 0, command: str = None) -> dict:

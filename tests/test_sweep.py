@@ -160,3 +160,17 @@ def test_sweep_runs_end_to_end_and_resumes_without_retraining(tmp_path, monkeypa
 
     with pytest.raises(ValueError, match="different sweep"):
         experiments.run_sweep(_tiny(epochs=2), tmp_path, progress=False)
+
+
+def test_workdir_config_keeps_the_union_of_extended_lists(tmp_path):
+    first = experiments.SweepConfig(model="nin", dataset="digits", tentacles=[1, 2], bagging=[], boosting=[2],
+                                    seeds=[0], epochs=1).resolved()
+    second = experiments.SweepConfig(model="nin", dataset="digits", tentacles=[], bagging=[3], boosting=[1],
+                                     seeds=[1], epochs=1).resolved()
+    experiments._check_workdir(str(tmp_path), first)
+    experiments._check_workdir(str(tmp_path), second)
+    stored = json.load(open(tmp_path / experiments.SWEEP_CONFIG))
+    assert (stored["tentacles"], stored["bagging"], stored["boosting"], stored["seeds"]) == ([1, 2], [3], [1, 2], [0, 1])
+    with pytest.raises(ValueError, match="learning_rate"):
+        experiments._check_workdir(str(tmp_path), experiments.SweepConfig(
+            model="nin", dataset="digits", epochs=1, learning_rate=0.5).resolved())

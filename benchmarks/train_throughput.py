@@ -120,7 +120,12 @@ def run(args) -> dict:
             rate = args.steps * args.batch_size / (time.perf_counter() - start)
             samples[(n, form)].append(rate)
             print(f"  round {repeat + 1}/{args.repeats} n={n} {form}: {rate:.2f} img/s", flush=True)
+        if args.out:  # results so far survive an interrupted run
+            write(summarize(args, input_shape, configs, samples, rounds=repeat + 1), args.out)
+    return summarize(args, input_shape, configs, samples, rounds=args.repeats)
 
+
+def summarize(args, input_shape, configs, samples, *, rounds: int) -> dict:
     rows = []
     for n, form in configs:
         values = samples[(n, form)]
@@ -142,13 +147,18 @@ def run(args) -> dict:
         model=args.model,
         input_shape=list(input_shape),
         batch_size=args.batch_size,
-        repeats=args.repeats,
+        repeats=rounds,
         steps=args.steps,
         warmup=args.warmup,
         versions=lt.versions(),
         command=" ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
         rows=rows,
     )
+
+
+def write(result: dict, out: str) -> None:
+    atomic.write_json(os.path.join(out, "train_throughput.json"), result)
+    atomic.write_text(os.path.join(out, "train_throughput.md"), to_markdown(result))
 
 
 def to_markdown(result: dict) -> str:
@@ -170,8 +180,7 @@ def main(argv=None):
     markdown = to_markdown(result)
     print(markdown)
     if args.out:
-        atomic.write_json(os.path.join(args.out, "train_throughput.json"), result)
-        atomic.write_text(os.path.join(args.out, "train_throughput.md"), markdown)
+        write(result, args.out)
 
 
 if __name__ == "__main__":

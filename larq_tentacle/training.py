@@ -362,7 +362,11 @@ def tentacle_accuracies(model: tf.keras.Model, x, y, *, batch_size: int = 256) -
         return None
     if structure.head_variant != "a" or structure.tentacles < 2:
         return None
-    logits = tf.keras.Model(model.inputs, model.get_layer("head_concat").input)
+    try:
+        concat = model.get_layer("head_concat")
+    except ValueError:  # a form without per-tentacle logits (e.g. fused tentacles)
+        return None
+    logits = tf.keras.Model(model.inputs, concat.input)
     outputs = logits.predict(x, batch_size=batch_size, verbose=0)
     return [float(np.mean(np.argmax(output, axis=-1) == y)) for output in outputs]
 

@@ -240,7 +240,6 @@ def test_exports_to_one_tflite_graph(bagged, data):
     ops = op_census(flatbuffer)["ops"]
     one = op_census(lce.convert_keras_model(bagged.members[0]))["ops"]
     assert ops.get("LceBconv2d", 0) == 2 * one.get("LceBconv2d", 0) > 0
-    assert ops.get("ARG_MAX", 0) == 0 and ops.get("MEAN", 0) + ops.get("SUM", 0) >= 1  # the average vote
     interpreter = lce.testing.Interpreter(flatbuffer)
     sample = x_test[:16]
     tflite = np.concatenate([interpreter.predict(sample[i : i + 1]) for i in range(len(sample))])

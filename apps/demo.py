@@ -113,6 +113,10 @@ def compare(workdir, reports, *, wall_time_s: float) -> str:
 
 def main(argv):
     del argv
+    import tensorflow as tf
+
+    # TensorFlow's INFO lines (checkpoint sharding, ...) drown the per-epoch lines.
+    tf.get_logger().setLevel("WARNING")
     started = time.time()
     workdir = os.path.expanduser(FLAGS.workdir)
     try:

@@ -6,7 +6,10 @@ does not have. `export` therefore converts, then proves the result before it
 writes anything:
 
 1. parity: the LCE interpreter and Keras on the same real and random inputs
-   (max |Δ| within `atol`, top-1 agreement reported);
+   (max |Δ| within `atol`, top-1 agreement reported). A BNN output jumps when
+   a binary activation sits at float-rounding distance from zero, where TF and
+   TFLite may round to different signs; such inputs are counted as *sign ties*
+   (found in Keras, see `verify`) and reported, not hidden;
 2. an op census of the flatbuffer (`larq_tentacle.census`) and, with
    `strict=True`, the check that every tentacle conv is an `LceBconv2d` with its
    BatchNorm folded and no extra `LceQuantize`;
@@ -452,7 +455,9 @@ def verify(
         if too_many_ties:
             reasons.append(
                 f"{ties} of {total} inputs differ only through binary activations within {tie_eps:g} "
-                "of zero: too many to call it float rounding. Check the inputs' preprocessing."
+                "of zero: too many to call it float rounding. An untrained model does this (its "
+                "BatchNorm still has the initial statistics, so binary dot products hit exactly 0); "
+                "train it first, or pass verify=False to export it unchecked."
             )
         reasons += violations
         raise VerificationError(

@@ -70,19 +70,26 @@ def exported_case(name, tentacles, tmp_path_factory):
     """Fit (short), export and verify one case once per session; returns a dict of artefacts."""
     key = (name, tentacles)
     if key not in _CACHE:
-        shape = SHAPES[name]
-        raw, labels = digits_raw(shape)
-        preprocessing = preprocessing_for(shape, raw[:256])
-        x = to_input(raw, preprocessing)
-        tf.keras.utils.set_random_seed(tentacles)
-        model = lt.build(name, tentacles=tentacles, num_classes=10, input_shape=shape)
-        short_fit(model, x, labels)
-        path = str(tmp_path_factory.mktemp(f"{name}{tentacles}") / f"{name}{tentacles}.tflite")
-        result = lt.export(model, path, sample=x[-32:], preprocessing=preprocessing)
-        _CACHE[key] = dict(
-            model=model, path=path, result=result, x=x, raw=raw, labels=labels, preprocessing=preprocessing
-        )
+        try:
+            _CACHE[key] = _export_case(name, tentacles, tmp_path_factory)
+        except Exception as error:  # remembered, so the other tests of this case do not retry
+            _CACHE[key] = error
+    if isinstance(_CACHE[key], Exception):
+        raise _CACHE[key]
     return _CACHE[key]
+
+
+def _export_case(name, tentacles, tmp_path_factory):
+    shape = SHAPES[name]
+    raw, labels = digits_raw(shape)
+    preprocessing = preprocessing_for(shape, raw[:256])
+    x = to_input(raw, preprocessing)
+    tf.keras.utils.set_random_seed(tentacles)
+    model = lt.build(name, tentacles=tentacles, num_classes=10, input_shape=shape)
+    short_fit(model, x, labels)
+    path = str(tmp_path_factory.mktemp(f"{name}{tentacles}") / f"{name}{tentacles}.tflite")
+    result = lt.export(model, path, sample=x[-32:], preprocessing=preprocessing)
+    return dict(model=model, path=path, result=result, x=x, raw=raw, labels=labels, preprocessing=preprocessing)
 
 
 @pytest.fixture(params=CASES, ids=[f"{n}-t{t}" for n, t in CASES])

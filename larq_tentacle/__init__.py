@@ -43,6 +43,10 @@ _LAZY = {
     "op_census": "larq_tentacle.census",
     "fuse": "larq_tentacle.fusion",
     "unfuse": "larq_tentacle.fusion",
+    "train_bagging": "larq_tentacle.ensembles",
+    "train_boosting": "larq_tentacle.ensembles",
+    "SweepConfig": "larq_tentacle.experiments",
+    "run_sweep": "larq_tentacle.experiments",
 }
 
 

@@ -352,9 +352,12 @@ def fit_model(
 
 
 def tentacle_accuracies(model: tf.keras.Model, x, y, *, batch_size: int = 256) -> Optional[list]:
-    """Each tentacle's own accuracy (argmax of its logits), for the head of Fig. 2-a.
+    """Each tentacle's own accuracy, for the head of Fig. 2-a.
 
-    None when the model has no per-tentacle logits (FP32, BNN, head of Fig. 2-b).
+    Tentacle i alone is its logits through the trained head (`head_dense`) with every
+    other tentacle's logits set to zero. (The argmax of a tentacle's raw logits means
+    little: the head may mix them with any signs.) None when the model has no
+    per-tentacle logits (FP32, BNN, head of Fig. 2-b, fused tentacles).
     """
     try:
         structure = layout(model)
@@ -363,12 +366,16 @@ def tentacle_accuracies(model: tf.keras.Model, x, y, *, batch_size: int = 256) -
     if structure.head_variant != "a" or structure.tentacles < 2:
         return None
     try:
-        concat = model.get_layer("head_concat")
+        concat, dense = model.get_layer("head_concat"), model.get_layer("head_dense")
     except ValueError:  # a form without per-tentacle logits (e.g. fused tentacles)
         return None
-    logits = tf.keras.Model(model.inputs, concat.input)
-    outputs = logits.predict(x, batch_size=batch_size, verbose=0)
-    return [float(np.mean(np.argmax(output, axis=-1) == y)) for output in outputs]
+    outputs = tf.keras.Model(model.inputs, concat.input).predict(x, batch_size=batch_size, verbose=0)
+    accuracies = []
+    for index in range(len(outputs)):
+        alone = [out if j == index else np.zeros_like(out) for j, out in enumerate(outputs)]
+        scores = dense(np.concatenate(alone, axis=-1)).numpy()
+        accuracies.append(float(np.mean(np.argmax(scores, axis=-1) == y)))
+    return accuracies
 
 
 def evaluate_run(run_dir, bundle: data.DatasetBundle, config: TrainConfig) -> dict:

@@ -6,7 +6,8 @@
 2. trains the FP32 baseline, its BNN and a TentacleNet on scikit-learn's handwritten
    digits (real images that ship offline) with `larq_tentacle.training.train`;
 3. prints the comparison (test accuracy, Δ vs FP32, paper kB) and writes it to
-   `<workdir>/comparison.md` and `<workdir>/comparison.json`.
+   `<workdir>/comparison.md` and `<workdir>/comparison.json`;
+4. exports the TentacleNet with LCE (verified against Keras, op census, sidecar).
 
 Each step is one function, so later steps (e.g. an LCE export) plug in after `compare`.
 """
@@ -111,6 +112,17 @@ def compare(workdir, reports, *, wall_time_s: float) -> str:
     return markdown
 
 
+def export_tentaclenet(workdir, train_configs) -> str:
+    """Step 4: the TentacleNet's best model -> verified, bitpacked .tflite + sidecar."""
+    from larq_tentacle import deploy
+
+    run = os.path.join(workdir, train_configs[-1].variant())
+    result = deploy.export_workdir(run)
+    print(f"## Export\n\n{result.path} ({os.path.getsize(result.path)} bytes), sidecar {result.sidecar_path}")
+    print(result.report.summary() if result.report is not None else "", flush=True)
+    return result.path
+
+
 def main(argv):
     del argv
     import tensorflow as tf
@@ -121,11 +133,13 @@ def main(argv):
     workdir = os.path.expanduser(FLAGS.workdir)
     try:
         size_table()
-        reports = train_all(workdir, configs())
+        train_configs = configs()
+        reports = train_all(workdir, train_configs)
+        compare(workdir, reports, wall_time_s=time.time() - started)
+        export_tentaclenet(workdir, train_configs)
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"demo.py: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
-    compare(workdir, reports, wall_time_s=time.time() - started)
     print(f"Written to {os.path.join(workdir, 'comparison.md')} and comparison.json.")
     return 0
 

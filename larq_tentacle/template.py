@@ -68,7 +68,7 @@ class _Split:
     variant: str  # "a" (shared conv + global pooling) or "b" (dense classifier)
     shared_head: List[str]  # 2a: head_trunk .. global pooling, applied per tentacle
     post: List[str]  # layers after the classifier (e.g. the softmax)
-    drop_activation: set  # non-negative activations that would feed a sign()
+    drop_activation: set  # layers that would spoil a sign(): non-negative activations, Dropout
 
 
 def _is_plain_conv(layer) -> bool:
@@ -198,10 +198,15 @@ def split_model(model: tf.keras.Model) -> _Split:
                 stack.extend(graph.consumers_of[consumer])
         return False
 
+    # Both would feed a sign(): a non-negative activation makes it constant +1, and a
+    # Dropout turns the activations it drops into +1 rather than 0 (sign(0) = +1).
     drop_activation = {
         n
         for n in stem + tentacle
-        if binarization.activation_name(graph.layer(n)) in binarization.NON_NEGATIVE_ACTIVATIONS
+        if (
+            binarization.activation_name(graph.layer(n)) in binarization.NON_NEGATIVE_ACTIVATIONS
+            or isinstance(graph.layer(n), tf.keras.layers.Dropout)
+        )
         and feeds_binary(n)
     }
     return _Split(graph, stem, tentacle, head_trunk, variant, shared_head, post, drop_activation)

@@ -15,13 +15,12 @@ docs/experiments.md.
 
 import larq_tentacle  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
-import ast  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
-from larq_tentacle import experiments  # noqa: E402
+from larq_tentacle import experiments, validation  # noqa: E402
 
 _DEFAULTS = experiments.SweepConfig(model="nin")
 
@@ -65,19 +64,6 @@ def parse_counts(name: str, text: str) -> list:
     return values
 
 
-def _model_options(entries) -> dict:
-    options = {}
-    for entry in entries:
-        key, separator, text = entry.partition("=")
-        if not separator or not key:
-            raise ValueError(f"--model_option={entry!r} is not key=value. Fix: e.g. --model_option=projection_shortcuts=2.")
-        try:
-            options[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            options[key] = text
-    return options
-
-
 def config_from_flags() -> experiments.SweepConfig:
     if FLAGS.model is None:
         raise ValueError("--model is required. Fix: e.g. --model=nin (see lt.list_models()).")
@@ -98,7 +84,7 @@ def config_from_flags() -> experiments.SweepConfig:
         augment=FLAGS.augment,
         init=FLAGS.init,
         input_size=FLAGS.input_size,
-        model_options=_model_options(FLAGS.model_option),
+        model_options=validation.model_options(FLAGS.model_option),
         sampling=FLAGS.sampling,
         vote=FLAGS.vote,
         fp32_accuracy=FLAGS.fp32_accuracy,

@@ -10,12 +10,11 @@ A thin shell over `larq_tentacle.training.train`; see docs/training.md.
 
 import larq_tentacle  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
-import ast  # noqa: E402
 import sys  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
-from larq_tentacle import training  # noqa: E402
+from larq_tentacle import training, validation  # noqa: E402
 
 _DEFAULTS = training.TrainConfig(model="nin")
 
@@ -44,19 +43,6 @@ flags.DEFINE_integer("verbose", 1, "Keras verbosity: 1 progress bar, 2 one line 
 FLAGS = flags.FLAGS
 
 
-def _model_options(entries) -> dict:
-    options = {}
-    for entry in entries:
-        key, separator, text = entry.partition("=")
-        if not separator or not key:
-            raise ValueError(f"--model_option={entry!r} is not key=value. Fix: e.g. --model_option=projection_shortcuts=2.")
-        try:
-            options[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            options[key] = text
-    return options
-
-
 def config_from_flags() -> training.TrainConfig:
     if FLAGS.model is None:
         raise ValueError("--model is required. Fix: e.g. --model=nin (see lt.list_models()).")
@@ -79,7 +65,7 @@ def config_from_flags() -> training.TrainConfig:
         init_from=FLAGS.init_from,
         fp32_accuracy=FLAGS.fp32_accuracy,
         augment=FLAGS.augment,
-        model_options=_model_options(FLAGS.model_option),
+        model_options=validation.model_options(FLAGS.model_option),
     )
 
 

@@ -1,5 +1,6 @@
 """Early argument checks whose messages name the bad value and the fix."""
 
+import ast
 import difflib
 import numbers
 from typing import Iterable, Optional, Sequence
@@ -63,3 +64,17 @@ def no_unknown(kwargs: dict, known: Iterable[str], *, where: str) -> None:
         raise TypeError(
             f"{where} got unknown argument(s) {unknown}; it accepts {sorted(known)}."
         )
+
+
+def model_options(entries) -> dict:
+    """`--model_option=key=value` flags as a dict (values parsed as Python literals when they are)."""
+    options = {}
+    for entry in entries:
+        key, separator, text = entry.partition("=")
+        if not separator or not key:
+            raise ValueError(f"--model_option={entry!r} is not key=value. Fix: e.g. --model_option=projection_shortcuts=2.")
+        try:
+            options[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            options[key] = text
+    return options

@@ -84,3 +84,29 @@ class PseudoHadamard(tf.keras.initializers.Initializer):
 
     def get_config(self):
         return {"seed": self.seed, "scale": self.scale}
+
+
+@tf.keras.utils.register_keras_serializable(package="larq_tentacle")
+class TentacleAverage(tf.keras.initializers.Initializer):
+    """A (n·C, C) kernel that averages n concatenated C-logit vectors.
+
+    Used for the Fig. 2-a head: the Dense over the concatenated logits starts as the
+    ensemble's mean vote, and training learns the mix from there.
+    """
+
+    def __init__(self, tentacles: int = 1):
+        if isinstance(tentacles, bool) or not isinstance(tentacles, (int, np.integer)) or tentacles < 1:
+            raise ValueError(f"Expected `tentacles` to be an integer >= 1, got {tentacles!r}.")
+        self.tentacles = int(tentacles)
+
+    def __call__(self, shape, dtype=None, **kwargs):
+        inputs, classes = (int(d) for d in shape)
+        if inputs != self.tentacles * classes:
+            raise ValueError(
+                f"TentacleAverage({self.tentacles}) needs a kernel of shape ({self.tentacles}·C, C), got {shape}."
+            )
+        kernel = np.tile(np.eye(classes, dtype=np.float32) / self.tentacles, (self.tentacles, 1))
+        return tf.constant(kernel, dtype=dtype or tf.float32)
+
+    def get_config(self):
+        return {"tentacles": self.tentacles}

@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from larq_tentacle import binarization
 from larq_tentacle.graph import LayerGraph
-from larq_tentacle.initializers import PseudoHadamard
+from larq_tentacle.initializers import PseudoHadamard, TentacleAverage
 from larq_tentacle.validation import choice, positive_int
 
 INITS = ("hadamard", "copy")
@@ -373,9 +373,11 @@ def _head(split: _Split, tentacle_outputs, seed: int, copies):
             x = logits[0]
         else:
             x = tf.keras.layers.Concatenate(name="head_concat")(logits)
+            # Start as the average of the tentacles' logits (an ensemble vote), so every
+            # tentacle is trained to classify on its own; training then learns the mix.
             x = tf.keras.layers.Dense(
                 trunk.filters,
-                kernel_initializer=tf.keras.initializers.GlorotUniform(seed=seed),
+                kernel_initializer=TentacleAverage(n),
                 name="head_dense",
             )(x)
     else:

@@ -63,3 +63,15 @@ def test_initializer_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError) as error:
         PseudoHadamard(**kwargs)
     assert repr(value) in str(error.value)
+
+
+def test_tentacle_average_starts_the_fig2a_head_as_the_mean_vote():
+    from larq_tentacle.initializers import TentacleAverage
+
+    kernel = TentacleAverage(3)((3 * 4, 4)).numpy()
+    logits = np.random.default_rng(0).standard_normal((5, 3, 4)).astype("float32")
+    np.testing.assert_allclose(logits.reshape(5, 12) @ kernel, logits.mean(axis=1), rtol=1e-5, atol=1e-6)
+    restored = tf.keras.initializers.deserialize(tf.keras.initializers.serialize(TentacleAverage(3)))
+    assert restored.get_config() == {"tentacles": 3}
+    with pytest.raises(ValueError, match=r"\(5, 4\)"):
+        TentacleAverage(3)((5, 4))

@@ -20,27 +20,16 @@ import sys  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
-from larq_tentacle import experiments, validation  # noqa: E402
+from larq_tentacle import experiments, recipe_flags, validation  # noqa: E402
 
 _DEFAULTS = experiments.SweepConfig(model="nin")
 
-flags.DEFINE_string("model", None, "Registered model: fernet, nin, resnet9.")
-flags.DEFINE_string("dataset", None, "cifar10, cifar100, fer2013 or digits (default: the model's own).")
-flags.DEFINE_string("data_dir", None, "Where the dataset lives (tfds data_dir; folder of fer2013.csv).")
+recipe_flags.define_recipe_flags(_DEFAULTS)
 flags.DEFINE_string("tentacles", "1-5", "TentacleNet tentacle counts: '1-8', '1,2,4' or '' to skip.")
 flags.DEFINE_string("bagging", "1-5", "BENN bagging ensemble sizes ('' to skip).")
 flags.DEFINE_string("boosting", "1-5", "BENN boosting ensemble sizes ('' to skip).")
 flags.DEFINE_string("seeds", "0,1,2", "Seeds; every point is trained once per seed.")
-flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Epochs per model (the paper: 300).")
-flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Batch size.")
-flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Initial learning rate (Adam).")
-flags.DEFINE_string("optimizer", _DEFAULTS.optimizer, "adam or sgd.")
-flags.DEFINE_integer("lr_patience", _DEFAULTS.lr_patience, "Epochs without val_loss progress before the LR drops.")
-flags.DEFINE_float("lr_factor", _DEFAULTS.lr_factor, "Factor the LR is multiplied by on a plateau.")
-flags.DEFINE_string("augment", _DEFAULTS.augment, "default, none, crop or crop_flip.")
 flags.DEFINE_string("init", _DEFAULTS.init, "Tentacle init: hadamard (the paper's) or copy.")
-flags.DEFINE_integer("input_size", None, "Train at input_size x input_size (default: the model's size).")
-flags.DEFINE_multi_string("model_option", [], "Architecture option key=value, e.g. projection_shortcuts=2.")
 flags.DEFINE_string("sampling", _DEFAULTS.sampling, "Bagging samples: bootstrap or partition (the paper's §2.3).")
 flags.DEFINE_string("vote", _DEFAULTS.vote, "Bagging vote: average (softmax) or majority.")
 flags.DEFINE_float("fp32_accuracy", None, "Known FP32 test accuracy (0..1): skip the FP32 points.")

@@ -14,29 +14,18 @@ import sys  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
-from larq_tentacle import training, validation  # noqa: E402
+from larq_tentacle import training, recipe_flags, validation  # noqa: E402
 
 _DEFAULTS = training.TrainConfig(model="nin")
 
-flags.DEFINE_string("model", None, "Registered model: fernet, nin, resnet9.")
-flags.DEFINE_string("dataset", None, "cifar10, cifar100, fer2013 or digits (default: the model's own).")
-flags.DEFINE_string("data_dir", None, "Where the dataset lives (tfds data_dir; folder of fer2013.csv).")
+recipe_flags.define_recipe_flags(_DEFAULTS)
 flags.DEFINE_integer("tentacles", _DEFAULTS.tentacles, "Binary tentacles (1 = the plain BNN).")
 flags.DEFINE_string("precision", _DEFAULTS.precision, "binary or float (the FP32 baseline).")
 flags.DEFINE_string("init", None, "hadamard or copy (default: copy with --init_from, else hadamard).")
-flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Total epochs (the paper: 300).")
-flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Global batch size.")
-flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Initial learning rate.")
-flags.DEFINE_string("optimizer", _DEFAULTS.optimizer, "adam or sgd.")
-flags.DEFINE_integer("lr_patience", _DEFAULTS.lr_patience, "Epochs without val_loss progress before the LR drops.")
-flags.DEFINE_float("lr_factor", _DEFAULTS.lr_factor, "Factor the LR is multiplied by on a plateau.")
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of weights, shuffling, augmentation, validation hold-out.")
 flags.DEFINE_string("strategy", _DEFAULTS.strategy, "default, mirrored or multi_worker (reads TF_CONFIG).")
-flags.DEFINE_integer("input_size", None, "Train at input_size x input_size (default: the model's size).")
 flags.DEFINE_string("init_from", None, "Workdir of a trained --precision=float run to start from.")
 flags.DEFINE_float("fp32_accuracy", None, "Test accuracy (0..1) of the FP32 baseline, for the Δ column.")
-flags.DEFINE_string("augment", _DEFAULTS.augment, "default, none, crop or crop_flip.")
-flags.DEFINE_multi_string("model_option", [], "Architecture option key=value, e.g. projection_shortcuts=2.")
 flags.DEFINE_string("workdir", None, "Output folder (default: runs/<model>_<dataset>_<fp32|bnn|tn<n>>).")
 flags.DEFINE_integer("verbose", 1, "Keras verbosity: 1 progress bar, 2 one line per epoch, 0 silent.")
 

@@ -12,7 +12,7 @@ import larq_tentacle  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 import sys  # noqa: E402
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 from larq_tentacle import training, recipe_flags, validation  # noqa: E402
 
@@ -63,6 +63,7 @@ def main(argv):
 
     # TensorFlow's INFO lines (checkpoint sharding, ...) drown Keras's progress bar.
     tf.get_logger().setLevel("WARNING")
+    logging.set_verbosity(logging.WARNING)  # checkpoint code logs INFO through absl directly
     if len(argv) > 1:
         print(f"train.py: error: unexpected arguments {argv[1:]}; every option is a --flag.", file=sys.stderr)
         return 2

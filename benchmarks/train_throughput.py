@@ -4,7 +4,9 @@ Forms, all with the same weights and the same maths (tests/test_fusion.py):
   branched  n separate tentacles (lt.build), the naive graph;
   grouped   fused, Keras's grouped QuantConv2D (XLA-compiled), the export form;
   split     fused, each grouped conv computed as n convs on channel slices;
-  einsum    fused, 1x1 grouped convs as one batched matmul, others as "split".
+  einsum    fused, 1x1 grouped convs as one batched matmul, others as "split";
+  <form>_xla  the same graph with the whole train step XLA-compiled
+            (`model.compile(jit_compile=True)`), e.g. branched_xla.
 The fused forms also merge the n first tentacle convs into one conv with n·F
 filters and run BatchNorm/pooling once over n·F channels.
 
@@ -34,14 +36,15 @@ import tensorflow as tf  # noqa: E402
 from larq_tentacle import atomic, fusion  # noqa: E402
 from larq_tentacle.reporting import markdown_table  # noqa: E402
 
-FORMS = ("branched", "grouped", "split", "einsum")
+BASE_FORMS = ("branched", "grouped", "split", "einsum")
+FORMS = BASE_FORMS + tuple(f"{form}_xla" for form in BASE_FORMS)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="nin", choices=lt.list_models())
     parser.add_argument("--n", default="1,3,5,8", help="comma-separated tentacle counts")
-    parser.add_argument("--forms", default=",".join(FORMS), help=f"comma-separated, from {FORMS}")
+    parser.add_argument("--forms", default=",".join(BASE_FORMS), help=f"comma-separated, from {FORMS}")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--input-size", type=int, default=None, help="square input side (default: the model's)")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds over all configurations")
@@ -67,7 +70,7 @@ def configurations(args):
     configs = []
     for n in args.n:
         for form in args.forms:
-            if n == 1 and form != "branched":
+            if n == 1 and form.replace("_xla", "") != "branched":
                 continue  # with one tentacle every form is the same graph
             if n > args.max_n.get(form, n):
                 continue
@@ -77,8 +80,13 @@ def configurations(args):
 
 def make_model(model_name, n, form, input_shape):
     branched = lt.build(model_name, tentacles=n, input_shape=input_shape, init="copy")
-    model = branched if form == "branched" else fusion.fuse(branched, implementation=form, check_lce=False)
-    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    graph = form.replace("_xla", "")
+    model = branched if graph == "branched" else fusion.fuse(branched, implementation=graph, check_lce=False)
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(1e-3),
+        loss="sparse_categorical_crossentropy",
+        jit_compile=form.endswith("_xla"),
+    )
     return model
 
 

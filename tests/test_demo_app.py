@@ -1,0 +1,56 @@
+"""apps/demo.py (the main job, `make demo`): train, compare, export, end to end on digits."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+from absl import flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+APP = os.path.join(ROOT, "apps", "demo.py")
+
+
+@pytest.fixture(scope="module")
+def demo():
+    spec = importlib.util.spec_from_file_location("demo_app", APP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_in_process(demo, argv):
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["demo.py"] + argv)
+    try:
+        return demo.main(["demo.py"])
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+@pytest.mark.slow
+def test_demo_trains_three_models_writes_the_comparison_and_a_verified_tflite(demo, tmp_path, capsys):
+    workdir = tmp_path / "demo"
+    code = run_in_process(demo, [f"--workdir={workdir}", "--epochs=1", "--tentacles=2"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "## Model sizes" in out and "| nin | TentacleNet n=5 |" in out
+
+    comparison = json.loads((workdir / "comparison.json").read_text())
+    variants = [row["variant"] for row in comparison["rows"]]
+    assert variants == ["FP32", "BNN", "TentacleNet n=2"]
+    fp32, bnn, tentaclenet = comparison["rows"]
+    assert fp32["delta"] == 0.0
+    for row in (bnn, tentaclenet):
+        report = next(r for r in comparison["reports"] if r["tentacles"] == (1 if row is bnn else 2) and r["variant"] != "fp32")
+        assert row["delta"] == pytest.approx(100 * (report["test_accuracy"] - comparison["reports"][0]["test_accuracy"]))
+    # The paper-rule sizes grow with tentacles and are far below FP32's.
+    assert fp32["paper_kb"] > tentaclenet["paper_kb"] > bnn["paper_kb"]
+    markdown = (workdir / "comparison.md").read_text()
+    assert "TentacleNet n=2" in markdown and "Total wall time" in markdown
+
+    tflite = workdir / "tn2" / "tn2.tflite"
+    assert tflite.stat().st_size > 1000
+    sidecar = json.loads((workdir / "tn2" / "tn2.tflite.json").read_text())
+    assert sidecar["tentacles"] == 2
+    assert "## Export" in out

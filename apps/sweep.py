@@ -18,7 +18,7 @@ import larq_tentacle  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 import shlex  # noqa: E402
 import sys  # noqa: E402
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 from larq_tentacle import experiments, recipe_flags, validation  # noqa: E402
 
@@ -84,6 +84,7 @@ def main(argv):
     if len(argv) > 1:
         print(f"sweep.py: error: unexpected arguments {argv[1:]}; every option is a --flag.", file=sys.stderr)
         return 2
+    logging.set_verbosity(logging.WARNING)  # checkpoint code logs INFO through absl directly
     command = "python apps/sweep.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
         config = config_from_flags()

@@ -180,6 +180,32 @@ def read_flatbuffer(flatbuffer, *, what: str = "the model") -> FlatbufferGraph:
     return FlatbufferGraph(tuple(operators), tuple(tensors), inputs, outputs, subgraphs, len(data))
 
 
+def without_names(flatbuffer) -> bytes:
+    """The same model with every non-essential string removed: a size floor, not an export.
+
+    Drops tensor and subgraph names, the description and the signature defs (they
+    refer to tensors by name); custom op codes and metadata stay, so LCE still runs
+    it. What is left beyond the constants is the flatbuffer's op and tensor tables.
+    Exports keep their names: `strict_violations` and `_layer_of` read them to tell
+    which Keras layer (which tentacle) an op came from.
+    """
+    import flatbuffers
+
+    data = _as_bytes(flatbuffer)
+    read_flatbuffer(data)  # a clear error for a file that is not a flatbuffer
+    schema = _schema()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
+    model.description = None
+    model.signatureDefs = None
+    for subgraph in model.subgraphs or []:
+        subgraph.name = None
+        for tensor in subgraph.tensors or []:
+            tensor.name = None
+    builder = flatbuffers.Builder(len(data))
+    builder.Finish(model.Pack(builder), file_identifier=_IDENTIFIER)
+    return bytes(builder.Output())
+
+
 def op_census(flatbuffer) -> dict:
     """Op counts and bytes of a `.tflite` (bytes or path), as plain JSON-ready data.
 

@@ -240,6 +240,19 @@ def _x(shape=(16, 16, 1), n=4):
     return np.random.default_rng(3).standard_normal((n,) + shape).astype(np.float32)
 
 
+def test_without_names_is_smaller_and_computes_the_same(good_export):
+    model, flatbuffer = good_export
+    stripped = census.without_names(flatbuffer)
+    assert len(stripped) < len(flatbuffer)
+    assert census.op_census(stripped)["ops"] == census.op_census(flatbuffer)["ops"]
+    assert all(tensor.name.startswith("tensor_") for tensor in census.read_flatbuffer(stripped).tensors)
+    x = _x(tuple(model.input_shape[1:]))
+    full, bare = (deploy._interpreter(fb, use_indirect_bgemm=False).predict(x) for fb in (flatbuffer, stripped))
+    np.testing.assert_array_equal(bare, full)
+    with pytest.raises(census.TFLiteFileError, match="not a TFLite flatbuffer"):
+        census.without_names(b"not a model at all")
+
+
 @pytest.mark.slow
 def test_strict_finds_unfolded_batchnorm_and_extra_quantize(bad_layout):
     model, flatbuffer = bad_layout

@@ -90,6 +90,44 @@ def make_model(model_name, n, form, input_shape):
     return model
 
 
+def forward_macs(model) -> int:
+    """Multiply-accumulates of one image's forward pass through the conv and dense layers.
+
+    A training step costs about 3x this (forward, input gradient, weight gradient), so
+    images/s x 6 x MACs is the arithmetic rate the step reached; when that is near what
+    the CPU can do, no re-formulation of the same maths can be much faster.
+    """
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.Conv2D):
+            kernel = layer.kernel.shape  # (kh, kw, in / groups, out)
+            out_h, out_w = layer.output.shape[1:3]
+            total += int(out_h) * int(out_w) * int(np.prod(kernel))
+        elif isinstance(layer, tf.keras.layers.Dense):
+            total += int(np.prod(layer.kernel.shape))
+        else:
+            # fused forms keep weights in custom layers: count their conv kernels the same way
+            kernels = [w for w in layer.weights if len(w.shape) == 4 and "kernel" in w.name]
+            for kernel in kernels:
+                out_h, out_w = layer.output.shape[1:3]
+                total += int(out_h) * int(out_w) * int(np.prod(kernel.shape))
+    return total
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """The float32 rate of one large matmul on this device: a measured ceiling for the table."""
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
+    multiply = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+    multiply()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        multiply().numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
 def device_description() -> str:
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
@@ -108,14 +146,17 @@ def run(args) -> dict:
     configs = configurations(args)
     print(f"{device_description()}; {args.model} {input_shape} batch {args.batch_size}; {len(configs)} configurations", flush=True)
 
-    models = {}
+    models, macs = {}, {}
     for n, form in configs:
         start = time.perf_counter()
         models[(n, form)] = make_model(args.model, n, form, input_shape)
+        macs[(n, form)] = forward_macs(models[(n, form)])
         for _ in range(args.warmup):
             models[(n, form)].train_on_batch(x, y)
         print(f"  built + warmed up n={n} {form} in {time.perf_counter() - start:.1f} s", flush=True)
 
+    ceiling = matmul_gflops()
+    print(f"  float32 matmul 2048x2048: {ceiling:.1f} GFLOP/s (ceiling for the table)", flush=True)
     samples = {config: [] for config in configs}
     for repeat in range(args.repeats):
         # rotate the order so no configuration always runs first after a pause
@@ -129,11 +170,11 @@ def run(args) -> dict:
             samples[(n, form)].append(rate)
             print(f"  round {repeat + 1}/{args.repeats} n={n} {form}: {rate:.2f} img/s", flush=True)
         if args.out:  # results so far survive an interrupted run
-            write(summarize(args, input_shape, configs, samples, rounds=repeat + 1), args.out)
-    return summarize(args, input_shape, configs, samples, rounds=args.repeats)
+            write(summarize(args, input_shape, configs, samples, rounds=repeat + 1, macs=macs, ceiling=ceiling), args.out)
+    return summarize(args, input_shape, configs, samples, rounds=args.repeats, macs=macs, ceiling=ceiling)
 
 
-def summarize(args, input_shape, configs, samples, *, rounds: int) -> dict:
+def summarize(args, input_shape, configs, samples, *, rounds: int, macs=None, ceiling=None) -> dict:
     rows = []
     for n, form in configs:
         values = samples[(n, form)]
@@ -146,6 +187,9 @@ def summarize(args, input_shape, configs, samples, *, rounds: int) -> dict:
                 min=min(values),
                 max=max(values),
                 vs_branched=statistics.median(values) / statistics.median(base) if base else float("nan"),
+                forward_gmac=(macs or {}).get((n, form), 0) / 1e9,
+                # forward + two backward convolutions, 2 FLOPs per MAC
+                train_gflops=6 * (macs or {}).get((n, form), 0) * statistics.median(values) / 1e9,
                 samples=values,
             )
         )
@@ -159,6 +203,7 @@ def summarize(args, input_shape, configs, samples, *, rounds: int) -> dict:
         steps=args.steps,
         warmup=args.warmup,
         versions=lt.versions(),
+        matmul_gflops=ceiling,
         command=" ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
         rows=rows,
     )
@@ -172,13 +217,15 @@ def write(result: dict, out: str) -> None:
 def to_markdown(result: dict) -> str:
     table = markdown_table(
         result["rows"],
-        ["n", "form", "median", "min", "max", "vs_branched"],
-        ["n", "form", "median img/s", "min", "max", "median / branched"],
+        ["n", "form", "median", "min", "max", "vs_branched", "forward_gmac", "train_gflops"],
+        ["n", "form", "median img/s", "min", "max", "median / branched", "forward GMAC/img", "≈ GFLOP/s reached"],
     )
     return (
         f"Training throughput, {result['model']} {tuple(result['input_shape'])}, batch "
         f"{result['batch_size']}, {result['device']}; {result['repeats']} interleaved rounds of "
-        f"{result['steps']} train_on_batch steps.\n\n{table}\n"
+        f"{result['steps']} train_on_batch steps. A float32 2048x2048 matmul reached "
+        f"{result.get('matmul_gflops') or float('nan'):.1f} GFLOP/s on the same device in the same run "
+        f"(the ceiling for the last column).\n\n{table}\n"
     )
 
 

@@ -16,3 +16,27 @@ def random_batch(model, batch: int = 4, seed: int = 0):
     x = rng.standard_normal((batch, *model.input_shape[1:])).astype("float32")
     y = rng.integers(0, model.output_shape[-1], size=batch)
     return x, y
+
+
+def loaded_app(name: str):
+    """Import `apps/<name>.py` as a module; a generator for module-scoped fixtures.
+
+    The apps define absl flags at import, and several share names (`--workdir`,
+    `--model`): absl refuses a second definition, so the flags this app added are
+    removed again when the fixture ends.
+    """
+    import importlib.util
+    import os
+
+    from absl import flags
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "apps", f"{name}.py")
+    before = set(flags.FLAGS)
+    spec = importlib.util.spec_from_file_location(f"_app_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        yield module
+    finally:
+        for flag_name in set(flags.FLAGS) - before:
+            delattr(flags.FLAGS, flag_name)

@@ -1,22 +1,16 @@
 """apps/demo.py (the main job, `make demo`): train, compare, export, end to end on digits."""
 
-import importlib.util
 import json
-import os
 
 import pytest
 from absl import flags
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-APP = os.path.join(ROOT, "apps", "demo.py")
+from helpers import loaded_app
 
 
 @pytest.fixture(scope="module")
 def demo():
-    spec = importlib.util.spec_from_file_location("demo_app", APP)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    yield from loaded_app("demo")
 
 
 def run_in_process(demo, argv):

@@ -17,6 +17,8 @@ import larq_tentacle as lt
 from larq_tentacle import atomic, census, deploy
 from larq_tentacle.layout import tentacle_index
 
+from helpers import loaded_app
+
 CASES = [("fernet", 1), ("fernet", 3), ("nin", 1), ("nin", 3), ("resnet9", 1), ("resnet9", 3)]
 # The smallest sizes the models allow (min_input_size) keep the fit and the interpreter fast.
 SHAPES = {"fernet": (16, 16, 1), "nin": (8, 8, 3), "resnet9": (8, 8, 3)}
@@ -380,19 +382,9 @@ def test_argument_errors_name_the_fix(tmp_path):
 # --- apps/export.py on a training workdir ------------------------------------------
 
 
-def _load_app(name):
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(__file__), os.pardir, "apps", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"_app_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def export_app():
-    return _load_app("export")
+    yield from loaded_app("export")
 
 
 def _run_app(app, argv):

@@ -149,7 +149,7 @@ def test_h5_round_trip(name, tentacles, tmp_path):
 @pytest.mark.parametrize("name", lt.list_models())
 @pytest.mark.parametrize("fmt", ["savedmodel", "keras"])
 def test_savedmodel_and_keras_round_trip(name, fmt, tmp_path):
-    model = built(name, 3)
+    model = built(name, 2)
     x, _ = random_batch(model)
     path = tmp_path / ("model" if fmt == "savedmodel" else "model.keras")
     model.save(path)

@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_deploy import _load_app, exported_case
+from helpers import loaded_app
+from test_deploy import exported_case
 
 APP = os.path.join(os.path.dirname(__file__), os.pardir, "apps", "predict.py")
 
 
 @pytest.fixture(scope="module")
 def predict():
-    return _load_app("predict")
+    yield from loaded_app("predict")
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """apps/train.py: bad flags fail with one clear line; a run killed with -9 resumes."""
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -12,16 +11,15 @@ from absl import flags
 
 from larq_tentacle import callbacks
 
+from helpers import loaded_app
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = os.path.join(ROOT, "apps", "train.py")
 
 
 @pytest.fixture(scope="module")
 def app():
-    spec = importlib.util.spec_from_file_location("train_app", APP)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    yield from loaded_app("train")
 
 
 def run_in_process(app, argv):

@@ -85,7 +85,9 @@ def main(argv):
         print(f"sweep.py: error: unexpected arguments {argv[1:]}; every option is a --flag.", file=sys.stderr)
         return 2
     logging.set_verbosity(logging.WARNING)  # checkpoint code logs INFO through absl directly
-    command = "python apps/sweep.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    # The command that produces the points, so a --render_only redraw still names it.
+    argv = [a for a in sys.argv[1:] if a not in ("--render_only", "--render_only=true", "--render_only=True")]
+    command = "python apps/sweep.py " + " ".join(shlex.quote(a) for a in argv)
     try:
         config = config_from_flags()
         workdir = FLAGS.workdir or f"runs/sweep_{config.model}_{config.dataset or config.resolved().dataset}"

@@ -462,7 +462,10 @@ def summarize(rows: List[dict]) -> List[dict]:
 def table2_rows(summary: List[dict]) -> List[dict]:
     """Each method at its break-even point (smallest n with mean Δ ≥ 0), else at its best accuracy.
 
-    The saving is TentacleNet's size relative to the smallest BENN row, as in the paper.
+    The saving is TentacleNet's size relative to the smallest BENN row, as in the paper,
+    where every method reached FP32. It is only given when TentacleNet and at least one
+    BENN method broke even: sizes of rows at unequal accuracy say nothing (for those,
+    see `equal_memory_markdown`).
     """
     rows = []
     for method in ("bagging", "boosting", "tentaclenet"):
@@ -476,13 +479,45 @@ def table2_rows(summary: List[dict]) -> List[dict]:
             best = max(s["accuracy_mean"] for s in candidates)
             chosen, criterion = next(s for s in candidates if s["accuracy_mean"] == best), "best accuracy"
         rows.append(dict(chosen, criterion=criterion))
-    benn = [r for r in rows if r["method"] != "tentaclenet"]
+    benn_even = [r for r in rows if r["method"] != "tentaclenet" and r["criterion"] == "break-even"]
     for row in rows:
         row["saving"] = ""
-        if row["method"] == "tentaclenet" and benn:
-            smallest = min(r["paper_kb"] for r in benn)
+        if row["method"] != "tentaclenet":
+            continue
+        if row["criterion"] != "break-even":
+            row["saving"] = "n/a (TentacleNet did not reach FP32)"
+        elif not benn_even:
+            row["saving"] = "n/a (no BENN reached FP32)"
+        else:
+            smallest = min(r["paper_kb"] for r in benn_even)
             row["saving"] = f"{100.0 * (1 - row['paper_kb'] / smallest):.1f}% vs {smallest} kB"
     return rows
+
+
+def equal_memory_markdown(summary: List[dict]) -> str:
+    """Each TentacleNet point next to the BENN point of each method closest in paper kB."""
+    benn = {m: [s for s in summary if s["method"] == m] for m in ("bagging", "boosting")}
+
+    def cell(row):
+        return f"{row['accuracy_mean']:.2f} ± {row['accuracy_std']:.2f}"
+
+    def nearest(method, kb):
+        if not benn[method]:
+            return "-"
+        row = min(benn[method], key=lambda s: (abs(s["paper_kb"] - kb), s["n"]))
+        return f"N={row['n']} ({row['paper_kb']} kB): {cell(row)}"
+
+    rows = [
+        dict(n=s["n"], kb=s["paper_kb"], tn=cell(s), bagging=nearest("bagging", s["paper_kb"]),
+             boosting=nearest("boosting", s["paper_kb"]))
+        for s in sorted((s for s in summary if s["method"] == "tentaclenet"), key=lambda s: s["n"])
+    ]
+    return markdown_table(
+        rows,
+        ["n", "kb", "tn", "bagging", "boosting"],
+        ["tentacles", "paper kB", "TentacleNet accuracy % (mean ± std)", "BENN bagging, nearest size",
+         "BENN boosting, nearest size"],
+    )
 
 
 def _fmt(value, spec="+.2f"):
@@ -669,6 +704,10 @@ def render(workdir, *, command: Optional[str] = None, session_wall_time_s: Optio
         + ("(given)." if config.get("fp32_accuracy") is not None else "(mean FP32 test accuracy over the seeds)."),
         "",
         table2_markdown(summary, fp32_row=fp32 if fp32 and fp32.get("paper_kb") else None),
+        "",
+        "## At about equal memory",
+        "",
+        equal_memory_markdown(summary),
         "",
         "## Every point (mean over seeds)",
         "",

@@ -59,6 +59,9 @@ def test_render_writes_csv_plots_and_table(rendered):
             assert file.read(8) == b"\x89PNG\r\n\x1a\n"
     table = open(result["paths"]["table2.md"]).read()
     assert "python apps/sweep.py --model=nin" in table and "| TentacleNet | 3 |" in table
+    # TentacleNet n=3 (500 kB) next to the nearest BENN sizes (360 kB, not 720 kB)
+    assert "## At about equal memory" in table
+    assert "| 3 | 500 | 91.25 ± 0.35 | N=2 (360 kB): 85.00 ± 0.00 | N=2 (360 kB): 86.00 ± 0.00 |" in table
 
 
 def test_table2_takes_break_even_else_best_and_the_saving_vs_smallest_benn(rendered):
@@ -69,6 +72,10 @@ def test_table2_takes_break_even_else_best_and_the_saving_vs_smallest_benn(rende
     assert (chosen["boosting"]["n"], chosen["boosting"]["criterion"]) == (4, "break-even")
     assert chosen["tentaclenet"]["saving"].startswith(f"{100 * (1 - 500 / 720):.1f}%")
     summary = {(s["method"], s["n"]): s for s in result["summary"]}
+    # without break-even there is no saving to claim: sizes at unequal accuracy say nothing
+    short = [s for s in result["summary"] if not (s["method"] == "tentaclenet" and s["n"] >= 3)]
+    unreached = {row["method"]: row for row in experiments.table2_rows(short)}
+    assert unreached["tentaclenet"]["saving"].startswith("n/a (TentacleNet did not reach FP32)")
     assert summary[("bagging", 4)]["accuracy_min"] == pytest.approx(88.0)
     assert summary[("bagging", 4)]["seeds"] == 2
 

@@ -1,8 +1,9 @@
 """The paper's experiments in one command: FP32, TentacleNet(n) and BENN bagging/boosting(N).
 
     # the committed digits results (CPU, offline data)
-    python apps/sweep.py --model=nin --dataset=digits --input_size=8 --epochs=15 \
-        --tentacles=1-8 --bagging=1-8 --boosting=1-8 --seeds=0,1,2 --workdir=runs/sweep_digits
+    python apps/sweep.py --model=fernet --dataset=digits --input_size=16 --epochs=20 \
+        --batch_size=64 --learning_rate=1e-2 --lr_patience=3 --tentacles=1,2,3,4,5,8 \
+        --bagging=1-5 --boosting=1-5 --seeds=0,1,2 --workdir=runs/sweep_digits_fernet
     # the paper's CIFAR-10 sweep (one GPU; see docs/experiments.md)
     python apps/sweep.py --model=nin --dataset=cifar10 --tentacles=1-14 --bagging=1-12 \
         --boosting=1-8 --seeds=0,1,2 --workdir=runs/sweep_nin_cifar10

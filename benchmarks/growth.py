@@ -28,10 +28,19 @@ def training_curves(result: dict) -> dict:
     base = [r["median"] for r in rows if r["n"] == 1 and r["form"] == "branched"]
     if not base:
         return {}
+    # Every curve is relative to the branched BNN, so the forms compare with each other.
+    # n=1 is the same graph for every fused form (they get branched's point); a form
+    # measured at n=1 itself (e.g. branched_xla) keeps its own.
+    own_n1 = {r["form"] for r in rows if r["n"] == 1}
     curves = {}
     for row in rows:
-        forms = [row["form"]] if row["n"] > 1 else sorted({r["form"] for r in rows})
-        for form in forms:  # n=1 is the same graph for every form
+        if row["n"] > 1:
+            forms = [row["form"]]
+        elif row["form"] == "branched":
+            forms = sorted({r["form"] for r in rows} - (own_n1 - {"branched"}))
+        else:
+            forms = [row["form"]]
+        for form in forms:
             curves.setdefault(form, []).append((row["n"], base[0] / row["median"]))
     return {form: sorted(set(points)) for form, points in curves.items()}
 

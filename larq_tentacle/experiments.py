@@ -498,17 +498,14 @@ def equal_memory_markdown(summary: List[dict]) -> str:
     """Each TentacleNet point next to the BENN point of each method closest in paper kB."""
     benn = {m: [s for s in summary if s["method"] == m] for m in ("bagging", "boosting")}
 
-    def cell(row):
-        return f"{row['accuracy_mean']:.2f} ± {row['accuracy_std']:.2f}"
-
     def nearest(method, kb):
         if not benn[method]:
             return "-"
         row = min(benn[method], key=lambda s: (abs(s["paper_kb"] - kb), s["n"]))
-        return f"N={row['n']} ({row['paper_kb']} kB): {cell(row)}"
+        return f"N={row['n']} ({row['paper_kb']} kB): {_accuracy_cell(row)}"
 
     rows = [
-        dict(n=s["n"], kb=s["paper_kb"], tn=cell(s), bagging=nearest("bagging", s["paper_kb"]),
+        dict(n=s["n"], kb=s["paper_kb"], tn=_accuracy_cell(s), bagging=nearest("bagging", s["paper_kb"]),
              boosting=nearest("boosting", s["paper_kb"]))
         for s in sorted((s for s in summary if s["method"] == "tentaclenet"), key=lambda s: s["n"])
     ]
@@ -518,6 +515,10 @@ def equal_memory_markdown(summary: List[dict]) -> str:
         ["tentacles", "paper kB", "TentacleNet accuracy % (mean ± std)", "BENN bagging, nearest size",
          "BENN boosting, nearest size"],
     )
+
+
+def _accuracy_cell(row) -> str:
+    return f"{row['accuracy_mean']:.2f} ± {row['accuracy_std']:.2f}"
 
 
 def _fmt(value, spec="+.2f"):
@@ -558,7 +559,7 @@ def summary_markdown(summary: List[dict]) -> str:
                 method=LABELS[s["method"]],
                 n=s["n"],
                 seeds=s["seeds"],
-                accuracy=f"{s['accuracy_mean']:.2f} ± {s['accuracy_std']:.2f}",
+                accuracy=_accuracy_cell(s),
                 range=f"{s['accuracy_min']:.2f} – {s['accuracy_max']:.2f}",
                 delta=_fmt(s["delta_pp_mean"]),
                 kb=s["paper_kb"],

@@ -40,3 +40,15 @@ def loaded_app(name: str):
     finally:
         for flag_name in set(flags.FLAGS) - before:
             delattr(flags.FLAGS, flag_name)
+
+
+def run_main(app_module, argv, *, program: str):
+    """Parse `argv` into the global absl FLAGS and call the app's `main`, like `app.run` would."""
+    from absl import flags
+
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS([program] + list(argv))
+    try:
+        return app_module.main([program])
+    finally:
+        flags.FLAGS.unparse_flags()

@@ -3,9 +3,8 @@
 import json
 
 import pytest
-from absl import flags
 
-from helpers import loaded_app
+from helpers import loaded_app, run_main
 
 
 @pytest.fixture(scope="module")
@@ -13,19 +12,10 @@ def demo():
     yield from loaded_app("demo")
 
 
-def run_in_process(demo, argv):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["demo.py"] + argv)
-    try:
-        return demo.main(["demo.py"])
-    finally:
-        flags.FLAGS.unparse_flags()
-
-
 @pytest.mark.slow
 def test_demo_trains_three_models_writes_the_comparison_and_a_verified_tflite(demo, tmp_path, capsys):
     workdir = tmp_path / "demo"
-    code = run_in_process(demo, [f"--workdir={workdir}", "--epochs=1", "--tentacles=2"])
+    code = run_main(demo, [f"--workdir={workdir}", "--epochs=1", "--tentacles=2"], program="demo.py")
     out = capsys.readouterr().out
     assert code == 0
     assert "## Model sizes" in out and "| nin | TentacleNet n=5 |" in out

@@ -7,11 +7,10 @@ import sys
 import time
 
 import pytest
-from absl import flags
 
 from larq_tentacle import callbacks
 
-from helpers import loaded_app
+from helpers import loaded_app, run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = os.path.join(ROOT, "apps", "train.py")
@@ -20,15 +19,6 @@ APP = os.path.join(ROOT, "apps", "train.py")
 @pytest.fixture(scope="module")
 def app():
     yield from loaded_app("train")
-
-
-def run_in_process(app, argv):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["train.py"] + argv)
-    try:
-        return app.main(["train.py"])
-    finally:
-        flags.FLAGS.unparse_flags()
 
 
 @pytest.mark.parametrize(
@@ -43,7 +33,7 @@ def run_in_process(app, argv):
     ],
 )
 def test_bad_flags_print_one_line_and_exit_non_zero(app, capsys, tmp_path, argv, words):
-    code = run_in_process(app, argv + [f"--workdir={tmp_path}"])
+    code = run_main(app, argv + [f"--workdir={tmp_path}"], program="train.py")
     error = capsys.readouterr().err.strip()
     assert code == 2
     assert error.startswith("train.py: error: ") and "\n" not in error

@@ -99,7 +99,7 @@ def export_row(name: str, tentacles, workdir: str, random_samples: int) -> dict:
         "published_kb": published,
         "ratio": tflite_bytes / 1024 / paper_rule_kb,
         "no_names_ratio": no_names_bytes / 1024 / paper_rule_kb,
-        "constants_ratio": sum(tensor_bytes.values()) / 1024 / paper_rule_kb,
+        "constants_ratio": constants / 1024 / paper_rule_kb,
         "float_weight_kb": float_bytes / 1024,
         "binary_weight_kb": binary_bytes / 1024,
         # Per-channel int32 thresholds of bconvs that write bitpacked output, shapes, axes.

@@ -12,9 +12,13 @@
 Each step is one function, so later steps (e.g. an LCE export) plug in after `compare`.
 """
 
-import larq_tentacle  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+import os
 
-import os  # noqa: E402
+# TensorFlow's and the LCE converter's C++ INFO lines would bury the comparison; warnings stay.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+import larq_tentacle  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
+
 import sys  # noqa: E402
 import time  # noqa: E402
 

@@ -22,9 +22,9 @@ import larq_tentacle  # noqa: E402,F401  (selects Keras 2 before TensorFlow load
 import sys  # noqa: E402
 import time  # noqa: E402
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 
-from larq_tentacle import atomic, reporting, training  # noqa: E402
+from larq_tentacle import app_logging, atomic, reporting, training  # noqa: E402
 
 flags.DEFINE_string("workdir", "runs/demo", "Output folder; one sub-folder per trained model.")
 flags.DEFINE_string("model", "fernet", "Registered model to compare (FerNet: its BNN is small enough to lose accuracy on digits).")
@@ -129,11 +129,7 @@ def export_tentaclenet(workdir, train_configs) -> str:
 
 def main(argv):
     del argv
-    import tensorflow as tf
-
-    # TensorFlow's INFO lines (checkpoint sharding, ...) drown the per-epoch lines.
-    tf.get_logger().setLevel("WARNING")
-    logging.set_verbosity(logging.WARNING)
+    app_logging.quiet_info_logs()
     started = time.time()
     workdir = os.path.expanduser(FLAGS.workdir)
     try:

@@ -19,9 +19,9 @@ import larq_tentacle  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 import shlex  # noqa: E402
 import sys  # noqa: E402
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 
-from larq_tentacle import experiments, recipe_flags, validation  # noqa: E402
+from larq_tentacle import app_logging, experiments, recipe_flags, validation  # noqa: E402
 
 _DEFAULTS = experiments.SweepConfig(model="nin")
 
@@ -85,9 +85,9 @@ def main(argv):
     if len(argv) > 1:
         print(f"sweep.py: error: unexpected arguments {argv[1:]}; every option is a --flag.", file=sys.stderr)
         return 2
-    logging.set_verbosity(logging.WARNING)  # checkpoint code logs INFO through absl directly
+    app_logging.quiet_info_logs()
     # The command that produces the points, so a --render_only redraw still names it.
-    argv = [a for a in sys.argv[1:] if a not in ("--render_only", "--render_only=true", "--render_only=True")]
+    argv = [a for a in sys.argv[1:] if not a.startswith(("--render_only", "--norender_only"))]
     command = "python apps/sweep.py " + " ".join(shlex.quote(a) for a in argv)
     try:
         config = config_from_flags()

@@ -12,9 +12,9 @@ import larq_tentacle  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 import sys  # noqa: E402
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 
-from larq_tentacle import training, recipe_flags, validation  # noqa: E402
+from larq_tentacle import app_logging, training, recipe_flags, validation  # noqa: E402
 
 _DEFAULTS = training.TrainConfig(model="nin")
 
@@ -59,11 +59,7 @@ def config_from_flags() -> training.TrainConfig:
 
 
 def main(argv):
-    import tensorflow as tf
-
-    # TensorFlow's INFO lines (checkpoint sharding, ...) drown Keras's progress bar.
-    tf.get_logger().setLevel("WARNING")
-    logging.set_verbosity(logging.WARNING)  # checkpoint code logs INFO through absl directly
+    app_logging.quiet_info_logs()
     if len(argv) > 1:
         print(f"train.py: error: unexpected arguments {argv[1:]}; every option is a --flag.", file=sys.stderr)
         return 2

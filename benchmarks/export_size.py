@@ -27,7 +27,7 @@ import time
 import larq_tentacle as lt  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from absl import app, flags
 
-from larq_tentacle import atomic, census
+from larq_tentacle import app_logging, atomic, census
 from larq_tentacle.reporting import markdown_table
 
 FLAGS = flags.FLAGS
@@ -234,9 +234,7 @@ def _short_ops(ops: dict) -> str:
 
 def main(argv):
     del argv
-    from absl import logging
-
-    logging.set_verbosity(logging.WARNING)
+    app_logging.quiet_info_logs()
     tentacles = [int(t) for t in FLAGS.tentacles]
     for name in FLAGS.models:
         lt.get_spec(name)

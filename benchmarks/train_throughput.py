@@ -99,18 +99,13 @@ def forward_macs(model) -> int:
     """
     total = 0
     for layer in model.layers:
+        # the fused forms' layers (TentacleConv2D, SharedGroupConv2D) are Conv2D subclasses
         if isinstance(layer, tf.keras.layers.Conv2D):
             kernel = layer.kernel.shape  # (kh, kw, in / groups, out)
             out_h, out_w = layer.output.shape[1:3]
             total += int(out_h) * int(out_w) * int(np.prod(kernel))
         elif isinstance(layer, tf.keras.layers.Dense):
             total += int(np.prod(layer.kernel.shape))
-        else:
-            # fused forms keep weights in custom layers: count their conv kernels the same way
-            kernels = [w for w in layer.weights if len(w.shape) == 4 and "kernel" in w.name]
-            for kernel in kernels:
-                out_h, out_w = layer.output.shape[1:3]
-                total += int(out_h) * int(out_w) * int(np.prod(kernel.shape))
     return total
 
 

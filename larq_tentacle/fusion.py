@@ -196,7 +196,9 @@ def resolve_fused(fused) -> Tuple[bool, str]:
     """(fused?, implementation) for `build(..., fused=...)`: False, True or "auto".
 
     "auto" picks the training form measured fastest on this device
-    (docs/performance.md): branched on CPU, fused (grouped) on a GPU.
+    (docs/performance.md): branched on CPU, fused (grouped) on a GPU for a
+    `model.fit` without XLA. Under `jit_compile=True` branched trained faster on a
+    GPU too (JAX/XLA proxy): pass fused=False there.
     """
     if isinstance(fused, bool):
         return fused, "grouped"
@@ -210,8 +212,11 @@ def resolve_fused(fused) -> Tuple[bool, str]:
 
 # docs/performance.md. CPU (benchmarks/train_throughput.py, NiN batch 64): no fused
 # form trains faster than the branched graph, and Keras's grouped conv is ~4x slower.
-# GPU: cuDNN's grouped convs trained 2.0-2.8x faster than n separate convs at batch
-# 64 on an H200 (PyTorch proxy; TensorFlow could not run on the lent GPU machines).
+# GPU, one kernel per op (model.fit without XLA): cuDNN's grouped convs trained
+# 2.1-2.6x faster than n separate convs at batch 64 on an H100 and an H200 (PyTorch
+# proxy). Under XLA (jit_compile=True; JAX proxy) branched was faster, but "auto" is
+# chosen at build time, before compile, so it serves the default fit. TensorFlow
+# could not run on the lent GPU machines.
 _AUTO_CHOICE = {"cpu": (False, "grouped"), "gpu": (True, "grouped")}
 
 

@@ -255,7 +255,8 @@ def tentaclize(
         fused: False (n branches, the default), True (the fused form: one grouped
             binary conv per tentacle layer, see `larq_tentacle.fusion`; same
             weights as the branched model) or "auto" (the form that trains
-            faster on this device, docs/performance.md).
+            faster on this device without XLA, docs/performance.md: branched on
+            CPU, fused on a GPU; with jit_compile=True pass False).
 
     # Returns
         A functional `tf.keras.Model`. The stem and the shared head copy the float

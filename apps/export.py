@@ -38,6 +38,14 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_bool("verify", True, "Check the .tflite against Keras before writing it.", **d)
     flags.DEFINE_float("atol", 1e-3, "Largest allowed |tflite - keras| on the outputs.", **d)
     flags.DEFINE_integer("random_samples", 8, "Random inputs added to the parity check.", lower_bound=0, **d)
+    flags.DEFINE_enum(
+        "tensor_names",
+        "compact",
+        ["compact", "converter"],
+        "compact: each op's output named after its Keras layer, constants unnamed (smaller); "
+        "converter: the converter's long TF-graph names.",
+        **d,
+    )
 
 
 def run(FLAGS) -> int:
@@ -51,6 +59,7 @@ def run(FLAGS) -> int:
         target=FLAGS.target,
         atol=FLAGS.atol,
         random_samples=FLAGS.random_samples,
+        tensor_names=FLAGS.tensor_names,
     )
     sample = None if FLAGS.sample == "none" else FLAGS.sample
     try:

@@ -180,30 +180,81 @@ def read_flatbuffer(flatbuffer, *, what: str = "the model") -> FlatbufferGraph:
     return FlatbufferGraph(tuple(operators), tuple(tensors), inputs, outputs, subgraphs, len(data))
 
 
+def _unpacked(data: bytes):
+    """The flatbuffer as the schema's mutable object tree (a parse error is a TFLiteFileError)."""
+    read_flatbuffer(data)
+    schema = _schema()
+    return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
+
+
+def _packed(model, size_hint: int) -> bytes:
+    # The object API packs every buffer 4-byte aligned, as the converter's own files are.
+    import flatbuffers
+
+    builder = flatbuffers.Builder(size_hint)
+    builder.Finish(model.Pack(builder), file_identifier=_IDENTIFIER)
+    return bytes(builder.Output())
+
+
 def without_names(flatbuffer) -> bytes:
     """The same model with every non-essential string removed: a size floor, not an export.
 
-    Drops tensor and subgraph names, the description and the signature defs (they
-    refer to tensors by name); custom op codes and metadata stay, so LCE still runs
-    it. What is left beyond the constants is the flatbuffer's op and tensor tables.
-    Exports keep their names: `strict_violations` and `_layer_of` read them to tell
-    which Keras layer (which tentacle) an op came from.
+    Drops tensor and subgraph names, the description and the signature defs; custom
+    op codes and metadata stay, so LCE still runs it. What is left beyond the
+    constants is the flatbuffer's op and tensor tables. Exports keep short names
+    instead (`compact_tensor_names`): the strict checks and on-device profiles read
+    them to tell which Keras layer (which tentacle) an op came from.
     """
-    import flatbuffers
-
     data = _as_bytes(flatbuffer)
-    read_flatbuffer(data)  # a clear error for a file that is not a flatbuffer
-    schema = _schema()
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
+    model = _unpacked(data)
     model.description = None
     model.signatureDefs = None
     for subgraph in model.subgraphs or []:
         subgraph.name = None
         for tensor in subgraph.tensors or []:
             tensor.name = None
-    builder = flatbuffers.Builder(len(data))
-    builder.Finish(model.Pack(builder), file_identifier=_IDENTIFIER)
-    return bytes(builder.Output())
+    return _packed(model, len(data))
+
+
+def compact_tensor_names(flatbuffer, layer_names) -> bytes:
+    """The same model with each op's output tensor named after its Keras layer only.
+
+    The converter names tensors after their TF graph locations
+    (`model/t3_conv2/Conv2D;model/t3_bn2/...`, up to 50 characters each, weights
+    and thresholds included): 1-2 % of a binary model's file. Here an op's output
+    keeps just the Keras layer it comes from (`t3_conv2`, `t3_conv2/1` for a
+    second one), constants and ops from no Keras layer lose their names, and the
+    model's input and output tensors and the signature keep theirs. `_layer_of`
+    reads the same owner from the short name as from the long one, so
+    `strict_violations` and per-op profiles still say which tentacle an op is in.
+
+    # Arguments
+        flatbuffer: `.tflite` bytes or path.
+        layer_names: the names of the layers of the Keras model it was converted from.
+    """
+    data = _as_bytes(flatbuffer)
+    graph = read_flatbuffer(data)
+    model = _unpacked(data)
+    tensors = model.subgraphs[0].tensors or []
+    layer_names = set(layer_names)
+    keep = set(graph.inputs) | set(graph.outputs)
+    names: Dict[int, str] = {}
+    used = {graph.tensors[index].name for index in keep}
+    for op in graph.operators:
+        owner = _layer_of(op, layer_names)
+        for index in op.outputs if owner else ():
+            if index in keep or index in names:
+                continue
+            name, k = owner, 0
+            while name in used:
+                k += 1
+                name = f"{owner}/{k}"
+            used.add(name)
+            names[index] = name
+    for index, tensor in enumerate(tensors):
+        if index not in keep:
+            tensor.name = names[index].encode("utf-8") if index in names else None
+    return _packed(model, len(data))
 
 
 def op_census(flatbuffer) -> dict:

@@ -33,6 +33,7 @@ import tensorflow as tf
 from larq_tentacle import atomic, census, validation
 
 TARGETS = ("arm", "xcore")
+TENSOR_NAMES = ("compact", "converter")
 SIDECAR_FORMAT = 1
 DEFAULT_ATOL = 1e-3
 # Relative to the layer's RMS. Measured: a flip at 2.2e-6·RMS (ResNet9 n=3, stage 5, where the
@@ -515,6 +516,7 @@ def export(
     random_samples: int = 8,
     model_name: Optional[str] = None,
     source: Optional[str] = None,
+    tensor_names: str = "compact",
 ) -> ExportResult:
     """Convert `model` with Larq Compute Engine, verify it, write `path` and `<path>.json`.
 
@@ -545,6 +547,11 @@ def export(
         atol: parity tolerance on the outputs.
         model_name: the name stored in the sidecar (default: the Keras model's name).
         source: where the model came from (e.g. a workdir), stored in the sidecar.
+        tensor_names: "compact" (default) names each op's output after its Keras
+            layer (`t3_conv2`) and drops the names of constants
+            (`census.compact_tensor_names`): 0.5-1 % smaller, and profiles and the
+            strict checks still see which tentacle an op is in. "converter" keeps the
+            converter's long TF-graph names. The file that is verified is the one written.
 
     # Returns
         An `ExportResult` (path, sidecar_path, sidecar dict, verification report).
@@ -558,6 +565,7 @@ def export(
     if not isinstance(path, str) or not path.endswith(".tflite"):
         raise ValueError(f"Expected `path` to be a file name ending in .tflite, got {path!r}.")
     target = validation.choice("target", target, TARGETS)
+    tensor_names = validation.choice("tensor_names", tensor_names, TENSOR_NAMES)
     model = _check_model(model)
     original = model
     shape = _input_shape(model)
@@ -587,6 +595,9 @@ def export(
     indirect = fused or _needs_indirect_bgemm(model)
 
     flatbuffer = convert(model, target=target)
+    converter_bytes = len(flatbuffer)
+    if tensor_names == "compact":
+        flatbuffer = census.compact_tensor_names(flatbuffer, [layer.name for layer in model.layers])
     report = None
     if verify:
         report = _verify_impl(
@@ -607,6 +618,7 @@ def export(
     sidecar = _sidecar(
         original, model, flatbuffer, preprocessing, class_names, report, target, fused, indirect, model_name, source
     )
+    sidecar["tensor_names"] = {"mode": tensor_names, "converter_tflite_bytes": converter_bytes}
     json_path = sidecar_path(path)
     with atomic.atomic_path(path) as tflite_tmp, atomic.atomic_path(json_path) as json_tmp:
         # Both land together: the sidecar is renamed first, then the model.

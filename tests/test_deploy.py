@@ -153,6 +153,9 @@ def test_census_every_binary_conv_is_bconv(case):
     names = {layer.name for layer in model.layers}
     owners = [census._layer_of(op, names) for op in graph.operators if op.op in census.FLOAT_COMPUTE_OPS]
     assert [owner for owner in owners if owner and tentacle_index(owner) is not None] == []
+    # Compact names still place every binary op in its Keras layer (a tentacle's).
+    bconv_owners = [census._layer_of(op, names) for op in graph.operators if op.op == "LceBconv2d"]
+    assert all(owner is not None and tentacle_index(owner) is not None for owner in bconv_owners)
     assert case["result"].report.violations == []
 
 
@@ -180,6 +183,8 @@ def test_sidecar_round_trips(case):
     assert sidecar["census"]["ops"] == lt.op_census(path)["ops"]
     assert sidecar["verification"]["passed"] is True
     assert sidecar["kernel"]["use_indirect_bgemm"] is False
+    assert sidecar["tensor_names"]["mode"] == "compact"
+    assert sidecar["tensor_names"]["converter_tflite_bytes"] > sidecar["tflite_bytes"]
     # Only the two files: no temporary left behind.
     assert sorted(os.listdir(os.path.dirname(path))) == sorted([os.path.basename(path), os.path.basename(path) + ".json"])
 
@@ -253,6 +258,37 @@ def test_without_names_is_smaller_and_computes_the_same(good_export):
     np.testing.assert_array_equal(bare, full)
     with pytest.raises(census.TFLiteFileError, match="not a TFLite flatbuffer"):
         census.without_names(b"not a model at all")
+
+
+def test_compact_names_keep_each_ops_layer_and_compute_the_same(bad_layout, tmp_path):
+    model, flatbuffer = bad_layout  # converter names, with float ops the strict check must still place
+    layer_names = [layer.name for layer in model.layers]
+    compact = census.compact_tensor_names(flatbuffer, layer_names)
+    assert len(compact) < len(flatbuffer)
+    long, short = census.read_flatbuffer(flatbuffer), census.read_flatbuffer(compact)
+    assert short.op_counts() == long.op_counts()
+    owners = [census._layer_of(op, set(layer_names)) for op in long.operators]
+    assert sum(owner is not None for owner in owners) >= len(long.operators) - 2
+    assert [census._layer_of(op, set(layer_names)) for op in short.operators] == owners
+    assert all(
+        op.output_names[0].split("/")[0] == owner
+        for op, owner in zip(short.operators, owners)
+        if owner and op.outputs[0] not in short.outputs
+    )
+    for index in short.inputs + short.outputs:
+        assert short.tensors[index].name == long.tensors[index].name
+    assert all(t.name == f"tensor_{i}" for i, t in enumerate(short.tensors) if t.nbytes)  # constants unnamed
+    x = _x((8, 8, 1))
+    assert census.strict_violations(model, compact) == census.strict_violations(model, flatbuffer)
+    full, small = (deploy._interpreter(fb, use_indirect_bgemm=False).predict(x) for fb in (flatbuffer, compact))
+    np.testing.assert_array_equal(small, full)
+    # The export writes compact names unless asked for the converter's, and says which.
+    result = lt.export(model, str(tmp_path / "c.tflite"), strict=False, random_samples=2)
+    assert result.sidecar["tensor_names"] == {"mode": "compact", "converter_tflite_bytes": len(flatbuffer)}
+    assert (tmp_path / "c.tflite").read_bytes() == compact
+    result = lt.export(model, str(tmp_path / "f.tflite"), strict=False, random_samples=2, tensor_names="converter")
+    assert result.sidecar["tensor_names"]["mode"] == "converter"
+    assert (tmp_path / "f.tflite").read_bytes() == flatbuffer
 
 
 @pytest.mark.slow
@@ -370,6 +406,8 @@ def test_argument_errors_name_the_fix(tmp_path):
         lt.export(model, str(tmp_path / "m.h5"))
     with pytest.raises(ValueError, match="'arm'"):
         lt.export(model, str(tmp_path / "m.tflite"), target="amr")
+    with pytest.raises(ValueError, match="`tensor_names`.*'compact'"):
+        lt.export(model, str(tmp_path / "m.tflite"), tensor_names="short")
     with pytest.raises(ValueError, match="does not match the model's input shape"):
         lt.export(model, str(tmp_path / "m.tflite"), preprocessing=dict(input_shape=[9, 9, 1], pixel_scale=255.0, mean=[0.0], std=[1.0]))
     with pytest.raises(ValueError, match="3 class names given but the model has 4 outputs"):

@@ -21,7 +21,7 @@ import sys  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
-from larq_tentacle import app_logging, experiments, recipe_flags, validation  # noqa: E402
+from larq_tentacle import app_logging, experiments, recipe_flags  # noqa: E402
 
 _DEFAULTS = experiments.SweepConfig(model="nin")
 
@@ -55,26 +55,13 @@ def parse_counts(name: str, text: str) -> list:
 
 
 def config_from_flags() -> experiments.SweepConfig:
-    if FLAGS.model is None:
-        raise ValueError("--model is required. Fix: e.g. --model=nin (see lt.list_models()).")
     return experiments.SweepConfig(
-        model=FLAGS.model,
-        dataset=FLAGS.dataset,
-        data_dir=FLAGS.data_dir,
+        **recipe_flags.recipe_values(FLAGS),
         tentacles=parse_counts("tentacles", FLAGS.tentacles),
         bagging=parse_counts("bagging", FLAGS.bagging),
         boosting=parse_counts("boosting", FLAGS.boosting),
         seeds=parse_counts("seeds", FLAGS.seeds),
-        epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size,
-        learning_rate=FLAGS.learning_rate,
-        optimizer=FLAGS.optimizer,
-        lr_patience=FLAGS.lr_patience,
-        lr_factor=FLAGS.lr_factor,
-        augment=FLAGS.augment,
         init=FLAGS.init,
-        input_size=FLAGS.input_size,
-        model_options=validation.model_options(FLAGS.model_option),
         sampling=FLAGS.sampling,
         vote=FLAGS.vote,
         fp32_accuracy=FLAGS.fp32_accuracy,

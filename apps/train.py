@@ -14,7 +14,7 @@ import sys  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
-from larq_tentacle import app_logging, training, recipe_flags, validation  # noqa: E402
+from larq_tentacle import app_logging, recipe_flags, training  # noqa: E402
 
 _DEFAULTS = training.TrainConfig(model="nin")
 
@@ -33,28 +33,15 @@ FLAGS = flags.FLAGS
 
 
 def config_from_flags() -> training.TrainConfig:
-    if FLAGS.model is None:
-        raise ValueError("--model is required. Fix: e.g. --model=nin (see lt.list_models()).")
     return training.TrainConfig(
-        model=FLAGS.model,
-        dataset=FLAGS.dataset,
-        data_dir=FLAGS.data_dir,
+        **recipe_flags.recipe_values(FLAGS),
         tentacles=FLAGS.tentacles,
         precision=FLAGS.precision,
         init=FLAGS.init,
-        epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size,
-        learning_rate=FLAGS.learning_rate,
-        optimizer=FLAGS.optimizer,
-        lr_patience=FLAGS.lr_patience,
-        lr_factor=FLAGS.lr_factor,
         seed=FLAGS.seed,
         strategy=FLAGS.strategy,
-        input_size=FLAGS.input_size,
         init_from=FLAGS.init_from,
         fp32_accuracy=FLAGS.fp32_accuracy,
-        augment=FLAGS.augment,
-        model_options=validation.model_options(FLAGS.model_option),
     )
 
 

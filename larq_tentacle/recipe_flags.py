@@ -6,6 +6,8 @@ config's defaults and defines its own extra flags.
 
 from absl import flags
 
+from larq_tentacle import validation
+
 
 def define_recipe_flags(defaults) -> None:
     """Define --model, --dataset, --data_dir, the optimizer/schedule flags, --augment,
@@ -23,3 +25,23 @@ def define_recipe_flags(defaults) -> None:
     flags.DEFINE_string("augment", defaults.augment, "default, none, crop or crop_flip.")
     flags.DEFINE_integer("input_size", None, "Train at input_size x input_size (default: the model's size).")
     flags.DEFINE_multi_string("model_option", [], "Architecture option key=value, e.g. projection_shortcuts=2.")
+
+
+def recipe_values(parsed) -> dict:
+    """The config fields the recipe flags set, read from parsed flags (FLAGS)."""
+    if parsed.model is None:
+        raise ValueError("--model is required. Fix: e.g. --model=nin (see lt.list_models()).")
+    return dict(
+        model=parsed.model,
+        dataset=parsed.dataset,
+        data_dir=parsed.data_dir,
+        epochs=parsed.epochs,
+        batch_size=parsed.batch_size,
+        learning_rate=parsed.learning_rate,
+        optimizer=parsed.optimizer,
+        lr_patience=parsed.lr_patience,
+        lr_factor=parsed.lr_factor,
+        augment=parsed.augment,
+        input_size=parsed.input_size,
+        model_options=validation.model_options(parsed.model_option),
+    )

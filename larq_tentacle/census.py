@@ -221,7 +221,7 @@ def compact_tensor_names(flatbuffer, layer_names) -> bytes:
 
     The converter names tensors after their TF graph locations
     (`model/t3_conv2/Conv2D;model/t3_bn2/...`, up to 50 characters each, weights
-    and thresholds included): 1-2 % of a binary model's file. Here an op's output
+    and thresholds included): 0.4-2 % of a binary model's file. Here an op's output
     keeps just the Keras layer it comes from (`t3_conv2`, `t3_conv2/1` for a
     second one), constants and ops from no Keras layer lose their names, and the
     model's input and output tensors and the signature keep theirs. `_layer_of`

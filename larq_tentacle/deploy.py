@@ -549,7 +549,7 @@ def export(
         source: where the model came from (e.g. a workdir), stored in the sidecar.
         tensor_names: "compact" (default) names each op's output after its Keras
             layer (`t3_conv2`) and drops the names of constants
-            (`census.compact_tensor_names`): 0.5-1 % smaller, and profiles and the
+            (`census.compact_tensor_names`): 0.2-1.3 % smaller, and profiles and the
             strict checks still see which tentacle an op is in. "converter" keeps the
             converter's long TF-graph names. The file that is verified is the one written.
 

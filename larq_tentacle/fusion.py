@@ -213,7 +213,7 @@ def resolve_fused(fused) -> Tuple[bool, str]:
 # docs/performance.md. CPU (benchmarks/train_throughput.py, NiN batch 64): no fused
 # form trains faster than the branched graph, and Keras's grouped conv is ~4x slower.
 # GPU, one kernel per op (model.fit without XLA): cuDNN's grouped convs trained
-# 2.1-2.6x faster than n separate convs at batch 64 on an H100 and an H200 (PyTorch
+# 2.0-2.6x faster than n separate convs at batch 64 on an H100 and an H200 (PyTorch
 # proxy). Under XLA (jit_compile=True; JAX proxy) branched was faster, but "auto" is
 # chosen at build time, before compile, so it serves the default fit. TensorFlow
 # could not run on the lent GPU machines.

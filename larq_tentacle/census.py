@@ -181,8 +181,7 @@ def read_flatbuffer(flatbuffer, *, what: str = "the model") -> FlatbufferGraph:
 
 
 def _unpacked(data: bytes):
-    """The flatbuffer as the schema's mutable object tree (a parse error is a TFLiteFileError)."""
-    read_flatbuffer(data)
+    """The flatbuffer as the schema's mutable object tree; `data` passed `read_flatbuffer`."""
     schema = _schema()
     return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
 
@@ -206,6 +205,7 @@ def without_names(flatbuffer) -> bytes:
     them to tell which Keras layer (which tentacle) an op came from.
     """
     data = _as_bytes(flatbuffer)
+    read_flatbuffer(data)  # a clear error for a file that is not a flatbuffer
     model = _unpacked(data)
     model.description = None
     model.signatureDefs = None

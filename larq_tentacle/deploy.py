@@ -616,9 +616,9 @@ def export(
         if problems:
             raise ExportError(f"The .tflite of {model.name!r} fails the strict op checks:\n- " + "\n- ".join(problems))
     sidecar = _sidecar(
-        original, model, flatbuffer, preprocessing, class_names, report, target, fused, indirect, model_name, source
+        original, model, flatbuffer, preprocessing, class_names, report, target, fused, indirect, model_name, source,
+        tensor_names={"mode": tensor_names, "converter_tflite_bytes": converter_bytes},
     )
-    sidecar["tensor_names"] = {"mode": tensor_names, "converter_tflite_bytes": converter_bytes}
     json_path = sidecar_path(path)
     with atomic.atomic_path(path) as tflite_tmp, atomic.atomic_path(json_path) as json_tmp:
         # Both land together: the sidecar is renamed first, then the model.
@@ -736,7 +736,8 @@ def _tentacles(model):
 
 
 def _sidecar(
-    original, model, flatbuffer, preprocessing, class_names, report, target, fused, indirect, model_name, source
+    original, model, flatbuffer, preprocessing, class_names, report, target, fused, indirect, model_name, source,
+    *, tensor_names: dict,
 ) -> dict:
     from larq_tentacle.versions import versions
 
@@ -768,6 +769,7 @@ def _sidecar(
             if indirect
             else "any LCE bconv kernel",
         },
+        "tensor_names": tensor_names,
         "census": report.census if report is not None else census.op_census(flatbuffer),
         "verification": None if report is None else {k: v for k, v in report.to_dict().items() if k != "census"},
         "versions": versions(),

@@ -24,7 +24,10 @@ import time  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
-from larq_tentacle import app_logging, atomic, reporting, training  # noqa: E402
+from larq_tentacle.utils import app_logging  # noqa: E402
+from larq_tentacle.utils import atomic  # noqa: E402
+from larq_tentacle.experiments import reporting  # noqa: E402
+from larq_tentacle.training import loop as training  # noqa: E402
 
 flags.DEFINE_string("workdir", "runs/demo", "Output folder; one sub-folder per trained model.")
 flags.DEFINE_string("model", "fernet", "Registered model to compare (FerNet: its BNN is small enough to lose accuracy on digits).")
@@ -118,7 +121,7 @@ def compare(workdir, reports, *, wall_time_s: float) -> str:
 
 def export_tentaclenet(workdir, train_configs) -> str:
     """Step 4: the TentacleNet's best model -> verified, bitpacked .tflite + sidecar."""
-    from larq_tentacle import deploy
+    from larq_tentacle.deploy import exporter as deploy
 
     run = os.path.join(workdir, train_configs[-1].variant())
     result = deploy.export_workdir(run)

@@ -50,7 +50,8 @@ def define_flags(flag_values=flags.FLAGS):
 
 def run(FLAGS) -> int:
     """Export as the parsed flags say; 0 on success, 2 (reason on stderr) on bad input."""
-    from larq_tentacle import census, deploy
+    from larq_tentacle.deploy import census
+    from larq_tentacle.deploy import exporter as deploy
 
     options = dict(
         fused=FLAGS.fused,

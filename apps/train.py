@@ -14,7 +14,9 @@ import sys  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
-from larq_tentacle import app_logging, recipe_flags, training  # noqa: E402
+from larq_tentacle.utils import app_logging  # noqa: E402
+from larq_tentacle.training import recipe_flags  # noqa: E402
+from larq_tentacle.training import loop as training  # noqa: E402
 
 _DEFAULTS = training.TrainConfig(model="nin")
 

@@ -30,8 +30,10 @@ import time
 import larq_tentacle as lt  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from absl import app, flags
 
-from larq_tentacle import app_logging, atomic, census
-from larq_tentacle.reporting import markdown_table
+from larq_tentacle.utils import app_logging
+from larq_tentacle.utils import atomic
+from larq_tentacle.deploy import census
+from larq_tentacle.utils.tables import markdown_table
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["fernet", "nin", "resnet9"], "Registered models to export.")
@@ -49,7 +51,7 @@ GOAL_RATIO = 1.10
 
 def export_row(name: str, tentacles, workdir: str, random_samples: int) -> dict:
     """Export one model variant; `tentacles=None` means the FP32 baseline."""
-    from larq_tentacle import deploy
+    from larq_tentacle.deploy import exporter as deploy
 
     spec = lt.get_spec(name)
     if tentacles is None:

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
-from larq_tentacle import atomic  # noqa: E402
+from larq_tentacle.utils import atomic  # noqa: E402
 
 
 def training_curves(result: dict) -> dict:

@@ -26,8 +26,10 @@ import larq_tentacle as lt  # noqa: E402  (selects Keras 2 before TensorFlow loa
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from larq_tentacle import atomic, census, fusion  # noqa: E402
-from larq_tentacle.reporting import markdown_table  # noqa: E402
+from larq_tentacle.utils import atomic  # noqa: E402
+from larq_tentacle.deploy import census  # noqa: E402
+from larq_tentacle.core import fusion  # noqa: E402
+from larq_tentacle.utils.tables import markdown_table  # noqa: E402
 
 
 def parse_args(argv=None):

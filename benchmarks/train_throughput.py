@@ -33,8 +33,9 @@ import larq_tentacle as lt  # noqa: E402  (selects Keras 2 before TensorFlow loa
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from larq_tentacle import atomic, fusion  # noqa: E402
-from larq_tentacle.reporting import markdown_table  # noqa: E402
+from larq_tentacle.utils import atomic  # noqa: E402
+from larq_tentacle.core import fusion  # noqa: E402
+from larq_tentacle.utils.tables import markdown_table  # noqa: E402
 
 BASE_FORMS = ("branched", "grouped", "split", "einsum")
 FORMS = BASE_FORMS + tuple(f"{form}_xla" for form in BASE_FORMS)

@@ -14,13 +14,13 @@ import importlib.metadata  # noqa: E402
 import importlib.util  # noqa: E402
 
 from larq_tentacle import models as _models  # noqa: E402
-from larq_tentacle.initializers import PseudoHadamard  # noqa: E402
-from larq_tentacle.layout import TentacleLayout, layout  # noqa: E402
-from larq_tentacle.registry import build, get_spec, list_models, register_model  # noqa: E402
-from larq_tentacle.serialization import custom_objects, load_model  # noqa: E402
-from larq_tentacle.size import larq_memory_kb, paper_size_kb  # noqa: E402
-from larq_tentacle.template import tentaclize  # noqa: E402
-from larq_tentacle.versions import doctor, versions  # noqa: E402
+from larq_tentacle.core.initializers import PseudoHadamard  # noqa: E402
+from larq_tentacle.core.layout import TentacleLayout, layout  # noqa: E402
+from larq_tentacle.core.registry import build, get_spec, list_models, register_model  # noqa: E402
+from larq_tentacle.core.serialization import custom_objects, load_model  # noqa: E402
+from larq_tentacle.core.size import larq_memory_kb, paper_size_kb  # noqa: E402
+from larq_tentacle.core.template import tentaclize  # noqa: E402
+from larq_tentacle.utils.versions import doctor, versions  # noqa: E402
 
 for _spec in _models.SPECS:
     register_model(_spec)
@@ -32,21 +32,22 @@ except importlib.metadata.PackageNotFoundError:  # running from a source tree
 
 # Parts that load heavy dependencies (the LCE converter, tf.data pipelines) are
 # imported on first use, so `import larq_tentacle` stays fast.
-# Public name -> module that defines it. Module names differ from function names
-# so that importing a submodule never shadows a function (lt.export stays callable).
+# Public name -> module that defines it.
 _LAZY = {
-    "TrainConfig": "larq_tentacle.training",
-    "train": "larq_tentacle.training",
-    "load_dataset": "larq_tentacle.data",
-    "export": "larq_tentacle.deploy",
-    "verify": "larq_tentacle.deploy",
-    "op_census": "larq_tentacle.census",
-    "fuse": "larq_tentacle.fusion",
-    "unfuse": "larq_tentacle.fusion",
-    "train_bagging": "larq_tentacle.ensembles",
-    "train_boosting": "larq_tentacle.ensembles",
-    "SweepConfig": "larq_tentacle.experiments",
-    "run_sweep": "larq_tentacle.experiments",
+    "TrainConfig": "larq_tentacle.training.loop",
+    "train": "larq_tentacle.training.loop",
+    "load_dataset": "larq_tentacle.data.datasets",
+    "export": "larq_tentacle.deploy.exporter",
+    "verify": "larq_tentacle.deploy.exporter",
+    "ExportError": "larq_tentacle.deploy.exporter",
+    "VerificationError": "larq_tentacle.deploy.exporter",
+    "op_census": "larq_tentacle.deploy.census",
+    "fuse": "larq_tentacle.core.fusion",
+    "unfuse": "larq_tentacle.core.fusion",
+    "train_bagging": "larq_tentacle.experiments.ensembles",
+    "train_boosting": "larq_tentacle.experiments.ensembles",
+    "SweepConfig": "larq_tentacle.experiments.sweep",
+    "run_sweep": "larq_tentacle.experiments.sweep",
 }
 
 
@@ -58,19 +59,26 @@ def __getattr__(name):
     raise AttributeError(f"module 'larq_tentacle' has no attribute {name!r}")
 
 
-__all__ = [
-    "PseudoHadamard",
-    "TentacleLayout",
-    "build",
-    "custom_objects",
-    "doctor",
-    "get_spec",
-    "larq_memory_kb",
-    "layout",
-    "list_models",
-    "load_model",
-    "paper_size_kb",
-    "register_model",
-    "tentaclize",
-    "versions",
-]
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+__all__ = sorted(
+    [
+        "PseudoHadamard",
+        "TentacleLayout",
+        "build",
+        "custom_objects",
+        "doctor",
+        "get_spec",
+        "larq_memory_kb",
+        "layout",
+        "list_models",
+        "load_model",
+        "paper_size_kb",
+        "register_model",
+        "tentaclize",
+        "versions",
+        *_LAZY,
+    ]
+)

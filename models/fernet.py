@@ -12,7 +12,7 @@ into one binary conv instead of a float dense layer.
 
 import tensorflow as tf
 
-from larq_tentacle.registry import ModelSpec
+from larq_tentacle.core.registry import ModelSpec
 from larq_tentacle.models.layers import batch_norm, conv_bn_relu
 
 MIN_INPUT_SIZE = 16  # four 2x2 poolings

@@ -8,7 +8,7 @@ Paper sizes: FP32 3778 kB, BNN 181 kB, TentacleNet n=5 645 kB (architectures.md 
 
 import tensorflow as tf
 
-from larq_tentacle.registry import ModelSpec
+from larq_tentacle.core.registry import ModelSpec
 from larq_tentacle.models.layers import batch_norm, conv_bn_relu
 
 MIN_INPUT_SIZE = 4  # two stride-2 poolings

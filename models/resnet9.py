@@ -13,7 +13,7 @@ code counted its projections twice; use it to compare with the paper's numbers.
 
 import tensorflow as tf
 
-from larq_tentacle.registry import ModelSpec
+from larq_tentacle.core.registry import ModelSpec
 from larq_tentacle.models.layers import batch_norm, conv_bn_relu
 
 MIN_INPUT_SIZE = 8  # three stride-2 stages

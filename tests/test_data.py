@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from larq_tentacle import data
+from larq_tentacle.data import datasets as data
 
 FER_HEADER = "emotion,pixels,Usage\n"
 

@@ -14,8 +14,10 @@ import pytest
 import tensorflow as tf
 
 import larq_tentacle as lt
-from larq_tentacle import atomic, census, deploy
-from larq_tentacle.layout import tentacle_index
+from larq_tentacle.utils import atomic
+from larq_tentacle.deploy import census
+from larq_tentacle.deploy import exporter as deploy
+from larq_tentacle.core.layout import tentacle_index
 
 from helpers import loaded_app
 
@@ -151,10 +153,10 @@ def test_census_every_binary_conv_is_bconv(case):
     assert counts.get("CONV_2D", 0) == _float_conv_calls(model)
     graph = census.read_flatbuffer(path)
     names = {layer.name for layer in model.layers}
-    owners = [census._layer_of(op, names) for op in graph.operators if op.op in census.FLOAT_COMPUTE_OPS]
+    owners = [census.layer_of(op, names) for op in graph.operators if op.op in census.FLOAT_COMPUTE_OPS]
     assert [owner for owner in owners if owner and tentacle_index(owner) is not None] == []
     # Compact names still place every binary op in its Keras layer (a tentacle's).
-    bconv_owners = [census._layer_of(op, names) for op in graph.operators if op.op == "LceBconv2d"]
+    bconv_owners = [census.layer_of(op, names) for op in graph.operators if op.op == "LceBconv2d"]
     assert all(owner is not None and tentacle_index(owner) is not None for owner in bconv_owners)
     assert case["result"].report.violations == []
 
@@ -172,7 +174,7 @@ def test_quantize_count_matches_topology(case):
 def test_sidecar_round_trips(case):
     model, result, path = case["model"], case["result"], case["path"]
     sidecar = deploy.read_sidecar(path)
-    assert sidecar == json.loads(json.dumps(result.sidecar, default=atomic._jsonable))
+    assert sidecar == json.loads(json.dumps(result.sidecar, default=atomic.jsonable))
     assert sidecar["tentacles"] == lt.layout(model).tentacles
     assert sidecar["input_shape"] == list(model.input_shape[1:])
     assert sidecar["preprocessing"] == case["preprocessing"]
@@ -254,7 +256,7 @@ def test_without_names_is_smaller_and_computes_the_same(good_export):
     assert census.op_census(stripped)["ops"] == census.op_census(flatbuffer)["ops"]
     assert all(tensor.name.startswith("tensor_") for tensor in census.read_flatbuffer(stripped).tensors)
     x = _x(tuple(model.input_shape[1:]))
-    full, bare = (deploy._interpreter(fb, use_indirect_bgemm=False).predict(x) for fb in (flatbuffer, stripped))
+    full, bare = (deploy.lce_interpreter(fb, use_indirect_bgemm=False).predict(x) for fb in (flatbuffer, stripped))
     np.testing.assert_array_equal(bare, full)
     with pytest.raises(census.TFLiteFileError, match="not a TFLite flatbuffer"):
         census.without_names(b"not a model at all")
@@ -267,9 +269,9 @@ def test_compact_names_keep_each_ops_layer_and_compute_the_same(bad_layout, tmp_
     assert len(compact) < len(flatbuffer)
     long, short = census.read_flatbuffer(flatbuffer), census.read_flatbuffer(compact)
     assert short.op_counts() == long.op_counts()
-    owners = [census._layer_of(op, set(layer_names)) for op in long.operators]
+    owners = [census.layer_of(op, set(layer_names)) for op in long.operators]
     assert sum(owner is not None for owner in owners) >= len(long.operators) - 2
-    assert [census._layer_of(op, set(layer_names)) for op in short.operators] == owners
+    assert [census.layer_of(op, set(layer_names)) for op in short.operators] == owners
     assert all(
         op.output_names[0].split("/")[0] == owner
         for op, owner in zip(short.operators, owners)
@@ -280,7 +282,7 @@ def test_compact_names_keep_each_ops_layer_and_compute_the_same(bad_layout, tmp_
     assert all(t.name == f"tensor_{i}" for i, t in enumerate(short.tensors) if t.nbytes)  # constants unnamed
     x = _x((8, 8, 1))
     assert census.strict_violations(model, compact) == census.strict_violations(model, flatbuffer)
-    full, small = (deploy._interpreter(fb, use_indirect_bgemm=False).predict(x) for fb in (flatbuffer, compact))
+    full, small = (deploy.lce_interpreter(fb, use_indirect_bgemm=False).predict(x) for fb in (flatbuffer, compact))
     np.testing.assert_array_equal(small, full)
     # The export writes compact names unless asked for the converter's, and says which.
     result = lt.export(model, str(tmp_path / "c.tflite"), strict=False, random_samples=2)

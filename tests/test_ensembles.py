@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import larq_tentacle as lt
-from larq_tentacle import ensembles
+from larq_tentacle.experiments import ensembles
 
 CLASSES = 4
 SIZE = 10
@@ -232,7 +232,7 @@ def test_not_an_ensemble_is_refused(boosted):
 def test_exports_to_one_tflite_graph(bagged, data):
     import larq_compute_engine as lce
 
-    from larq_tentacle.census import op_census
+    from larq_tentacle.deploy.census import op_census
 
     _, (x_test, _) = data
     model = bagged.prefix(2)

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 
 import larq_tentacle as lt
-from larq_tentacle import fusion
-from larq_tentacle.fused_layers import IMPLEMENTATIONS, SharedGroupConv2D, TentacleConv2D
+from larq_tentacle.core import fusion
+from larq_tentacle.core.fused_layers import IMPLEMENTATIONS, SharedGroupConv2D, TentacleConv2D
 
 # Small inputs keep the tests fast; every layer of the real architectures is still there.
 SMALL_INPUT = {"nin": (8, 8, 3), "resnet9": (8, 8, 3), "fernet": (16, 16, 1)}
@@ -201,7 +201,7 @@ def test_bad_arguments_are_refused(round_trips):
 
 def test_auto_picks_the_measured_form_for_this_device():
     fused, implementation = fusion.resolve_fused("auto")
-    assert (fused, implementation) == fusion._AUTO_CHOICE[fusion._device_kind()]
+    assert (fused, implementation) == fusion.AUTO_CHOICE[fusion.device_kind()]
     model = lt.tentaclize(_narrow_float_model(64), tentacles=2, fused="auto")
     assert fusion.is_fused(model) == fused
 

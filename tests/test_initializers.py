@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 import larq_tentacle as lt
-from larq_tentacle.initializers import PseudoHadamard, pseudo_hadamard, sylvester_hadamard
+from larq_tentacle.core.initializers import PseudoHadamard, pseudo_hadamard, sylvester_hadamard
 
 
 @pytest.mark.parametrize("order", [1, 2, 4, 64])
@@ -66,7 +66,7 @@ def test_initializer_rejects_bad_arguments(kwargs):
 
 
 def test_tentacle_average_starts_the_fig2a_head_as_the_mean_vote():
-    from larq_tentacle.initializers import TentacleAverage
+    from larq_tentacle.core.initializers import TentacleAverage
 
     kernel = TentacleAverage(3)((3 * 4, 4)).numpy()
     logits = np.random.default_rng(0).standard_normal((5, 3, 4)).astype("float32")

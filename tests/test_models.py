@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import larq_tentacle as lt
 from helpers import random_batch, small_input_shape
-from larq_tentacle.layout import binary_layers, tentacle_index
+from larq_tentacle.core.layout import binary_layers, tentacle_index
 
 TABLE = [(name, tentacles) for name in lt.list_models() for tentacles in (1, 3)]
 _CACHE = {}

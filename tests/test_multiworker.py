@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import larq_tentacle as lt
-from larq_tentacle import distributed
+from larq_tentacle.training import distributed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = os.path.join(ROOT, "apps", "train.py")

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from larq_tentacle import atomic, experiments
+from larq_tentacle.utils import atomic
+from larq_tentacle.experiments import sweep as experiments
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -137,14 +138,14 @@ def test_sweep_runs_end_to_end_and_resumes_without_retraining(tmp_path, monkeypa
     assert json.load(open(tmp_path / "points" / "bagging_n1_s0.json"))["paper_kb_exact"] == pytest.approx(tn["paper_kb_exact"])
 
     # Extend the sweep: finished points and members must come from disk.
-    from larq_tentacle import training
+    from larq_tentacle.training import loop as training
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished point was trained again")
 
     monkeypatch.setattr(training, "train", no_training)
     trained = []
-    real_fit = experiments._member_fit
+    real_fit = experiments.member_fit
 
     def counting_fit(*args, **kwargs):
         fit = real_fit(*args, **kwargs)
@@ -155,7 +156,7 @@ def test_sweep_runs_end_to_end_and_resumes_without_retraining(tmp_path, monkeypa
 
         return wrapped
 
-    monkeypatch.setattr(experiments, "_member_fit", counting_fit)
+    monkeypatch.setattr(experiments, "member_fit", counting_fit)
     experiments.run_sweep(_tiny(bagging=[1, 2]), tmp_path, progress=False)
     assert trained == [2]  # member 1 of the bagging pool was reloaded
     rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
@@ -174,10 +175,10 @@ def test_workdir_config_keeps_the_union_of_extended_lists(tmp_path):
                                     seeds=[0], epochs=1).resolved()
     second = experiments.SweepConfig(model="nin", dataset="digits", tentacles=[], bagging=[3], boosting=[1],
                                      seeds=[1], epochs=1).resolved()
-    experiments._check_workdir(str(tmp_path), first)
-    experiments._check_workdir(str(tmp_path), second)
+    experiments.check_workdir(str(tmp_path), first)
+    experiments.check_workdir(str(tmp_path), second)
     stored = json.load(open(tmp_path / experiments.SWEEP_CONFIG))
     assert (stored["tentacles"], stored["bagging"], stored["boosting"], stored["seeds"]) == ([1, 2], [3], [1, 2], [0, 1])
     with pytest.raises(ValueError, match="learning_rate"):
-        experiments._check_workdir(str(tmp_path), experiments.SweepConfig(
+        experiments.check_workdir(str(tmp_path), experiments.SweepConfig(
             model="nin", dataset="digits", epochs=1, learning_rate=0.5).resolved())

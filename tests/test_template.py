@@ -6,7 +6,7 @@ import larq as lq
 import tensorflow as tf
 
 import larq_tentacle as lt
-from larq_tentacle.layout import binary_layers
+from larq_tentacle.core.layout import binary_layers
 
 
 def vgg_chain(num_classes=5):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from larq_tentacle import callbacks
+from larq_tentacle.training import callbacks
 
 from helpers import loaded_app, run_main
 

@@ -9,7 +9,9 @@ import pytest
 import tensorflow as tf
 
 import larq_tentacle as lt
-from larq_tentacle import callbacks, data, training
+from larq_tentacle.training import callbacks
+from larq_tentacle.data import datasets as data
+from larq_tentacle.training import loop as training
 
 REPORT_KEYS = {
     "model", "dataset", "tentacles", "precision", "test_accuracy", "fp32_accuracy", "delta_vs_fp32",

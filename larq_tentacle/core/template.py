@@ -26,10 +26,10 @@ import larq as lq
 import numpy as np
 import tensorflow as tf
 
-from larq_tentacle import binarization
-from larq_tentacle.graph import LayerGraph
-from larq_tentacle.initializers import PseudoHadamard, TentacleAverage
-from larq_tentacle.validation import choice, positive_int
+from larq_tentacle.core import binarization
+from larq_tentacle.core.graph import LayerGraph
+from larq_tentacle.core.initializers import PseudoHadamard, TentacleAverage
+from larq_tentacle.utils.validation import choice, positive_int
 
 INITS = ("hadamard", "copy")
 
@@ -265,7 +265,7 @@ def tentaclize(
     tentacles = positive_int("tentacles", tentacles, hint="pass the number of tentacles, e.g. tentacles=3")
     init = choice("init", init, INITS)
     seed = positive_int("seed", seed, minimum=0)
-    from larq_tentacle import fusion  # imported here: fusion builds on this module
+    from larq_tentacle.core import fusion  # imported here: fusion builds on this module
 
     fused_form, implementation = fusion.resolve_fused(fused)
     split = split_model(float_model)

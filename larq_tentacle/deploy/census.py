@@ -88,7 +88,7 @@ def _enum_names(enum_class) -> Dict[int, str]:
     return {value: key for key, value in vars(enum_class).items() if not key.startswith("_")}
 
 
-def _as_bytes(flatbuffer: Union[bytes, bytearray, str, os.PathLike]) -> bytes:
+def as_bytes(flatbuffer: Union[bytes, bytearray, str, os.PathLike]) -> bytes:
     if isinstance(flatbuffer, (bytes, bytearray, memoryview)):
         return bytes(flatbuffer)
     if isinstance(flatbuffer, (str, os.PathLike)):
@@ -105,7 +105,7 @@ def _as_bytes(flatbuffer: Union[bytes, bytearray, str, os.PathLike]) -> bytes:
 
 def read_flatbuffer(flatbuffer, *, what: str = "the model") -> FlatbufferGraph:
     """Parse a TFLite flatbuffer; a corrupt, truncated or foreign file raises TFLiteFileError."""
-    data = _as_bytes(flatbuffer)
+    data = as_bytes(flatbuffer)
     if len(data) < 8 or data[4:8] != _IDENTIFIER:
         found = data[4:8] if len(data) >= 8 else data[:8]
         raise TFLiteFileError(
@@ -204,7 +204,7 @@ def without_names(flatbuffer) -> bytes:
     instead (`compact_tensor_names`): the strict checks and on-device profiles read
     them to tell which Keras layer (which tentacle) an op came from.
     """
-    data = _as_bytes(flatbuffer)
+    data = as_bytes(flatbuffer)
     read_flatbuffer(data)  # a clear error for a file that is not a flatbuffer
     model = _unpacked(data)
     model.description = None
@@ -224,7 +224,7 @@ def compact_tensor_names(flatbuffer, layer_names) -> bytes:
     and thresholds included): 0.4-2 % of a binary model's file. Here an op's output
     keeps just the Keras layer it comes from (`t3_conv2`, `t3_conv2/1` for a
     second one), constants and ops from no Keras layer lose their names, and the
-    model's input and output tensors and the signature keep theirs. `_layer_of`
+    model's input and output tensors and the signature keep theirs. `layer_of`
     reads the same owner from the short name as from the long one, so
     `strict_violations` and per-op profiles still say which tentacle an op is in.
 
@@ -232,7 +232,7 @@ def compact_tensor_names(flatbuffer, layer_names) -> bytes:
         flatbuffer: `.tflite` bytes or path.
         layer_names: the names of the layers of the Keras model it was converted from.
     """
-    data = _as_bytes(flatbuffer)
+    data = as_bytes(flatbuffer)
     graph = read_flatbuffer(data)
     model = _unpacked(data)
     tensors = model.subgraphs[0].tensors or []
@@ -241,7 +241,7 @@ def compact_tensor_names(flatbuffer, layer_names) -> bytes:
     names: Dict[int, str] = {}
     used = {graph.tensors[index].name for index in keep}
     for op in graph.operators:
-        owner = _layer_of(op, layer_names)
+        owner = layer_of(op, layer_names)
         for index in op.outputs if owner else ():
             if index in keep or index in names:
                 continue
@@ -311,9 +311,9 @@ def census_markdown(census: dict) -> str:
 # Strict checks: what the Keras model's topology needs vs what the file has.
 
 
-def _is_binary_conv(layer) -> bool:
+def is_binary_conv(layer) -> bool:
     """A conv LCE can turn into LceBconv2d: 1-bit kernel and 1-bit input."""
-    from larq_tentacle import binarization
+    from larq_tentacle.core import binarization
 
     if not binarization.is_binary_layer(layer) or not _is_conv(layer):
         return False
@@ -369,8 +369,8 @@ def topology_needs(model) -> TopologyNeeds:
     """Count what `model` needs after an arm conversion (no conversion is run)."""
     import tensorflow as tf
 
-    from larq_tentacle import binarization
-    from larq_tentacle.layout import tentacle_index
+    from larq_tentacle.core import binarization
+    from larq_tentacle.core.layout import tentacle_index
 
     inputs_of, consumers_of, order = _layer_edges(model)
     layer = model.get_layer
@@ -391,12 +391,12 @@ def topology_needs(model) -> TopologyNeeds:
             if not single_use(name):
                 return False
             name = skip_identity(inputs_of[name][0])
-        return _is_binary_conv(layer(name)) and single_use(name)
+        return is_binary_conv(layer(name)) and single_use(name)
 
     def feeds_binary_conv(name: str) -> bool:
         while single_use(name):
             name = consumers_of[name][0]
-            if _is_binary_conv(layer(name)):
+            if is_binary_conv(layer(name)):
                 return True
             if not isinstance(layer(name), (tf.keras.layers.Dropout, tf.keras.layers.MaxPooling2D)):
                 return False
@@ -405,7 +405,7 @@ def topology_needs(model) -> TopologyNeeds:
     binary_convs, sources, float_binary = [], [], []
     for name in order:
         current = layer(name)
-        if _is_binary_conv(current):
+        if is_binary_conv(current):
             binary_convs.append(name)
             source = skip_identity(inputs_of[name][0])
             if source not in sources and not bitpackable(source):
@@ -416,7 +416,7 @@ def topology_needs(model) -> TopologyNeeds:
     for name in order:
         if isinstance(layer(name), tf.keras.layers.BatchNormalization) and inputs_of[name]:
             producer = inputs_of[name][0]
-            after_bconv = _is_binary_conv(layer(producer)) and single_use(producer)
+            after_bconv = is_binary_conv(layer(producer)) and single_use(producer)
             if after_bconv or feeds_binary_conv(name):
                 folded.append(name)
             else:
@@ -443,7 +443,7 @@ def unsupported_op_problems(graph: FlatbufferGraph, layer_names=()) -> List[str]
     """Custom ops no runtime here implements, with the layer they come from."""
     problems = []
     for op in graph.unknown_custom_ops():
-        owner = _layer_of(op, set(layer_names))
+        owner = layer_of(op, set(layer_names))
         where = f" from layer {owner!r}" if owner else ""
         problems.append(
             f"op {op.op!r} (op {op.index}{where}) is neither a TFLite builtin nor an LCE op, so "
@@ -453,7 +453,7 @@ def unsupported_op_problems(graph: FlatbufferGraph, layer_names=()) -> List[str]
     return problems
 
 
-def _layer_of(op: Operator, layer_names: set) -> Optional[str]:
+def layer_of(op: Operator, layer_names: set) -> Optional[str]:
     """The Keras layer an op comes from, read from its output tensor's name.
 
     Converted tensor names look like `<model>/<layer>/<op>;<model>/<layer2>/...`
@@ -475,7 +475,7 @@ def strict_violations(model, flatbuffer, *, target: str = "arm") -> List[str]:
     unfolded BatchNorm sits in a tentacle, and (target "arm") there are no more
     LceQuantize ops than the layers need.
     """
-    from larq_tentacle.layout import tentacle_index
+    from larq_tentacle.core.layout import tentacle_index
 
     graph = flatbuffer if isinstance(flatbuffer, FlatbufferGraph) else read_flatbuffer(flatbuffer)
     needs = topology_needs(model)
@@ -506,7 +506,7 @@ def strict_violations(model, flatbuffer, *, target: str = "arm") -> List[str]:
             "'ste_sign', pad_values=1.0 for padding='same')."
         )
     for op in graph.operators:
-        owner = _layer_of(op, layer_names)
+        owner = layer_of(op, layer_names)
         index = tentacle_index(owner) if owner else None
         if index is None:
             continue

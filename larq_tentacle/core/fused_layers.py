@@ -19,7 +19,7 @@ need layers of their own:
 import larq as lq
 import tensorflow as tf
 
-from larq_tentacle.validation import choice, positive_int
+from larq_tentacle.utils.validation import choice, positive_int
 
 IMPLEMENTATIONS = ("grouped", "split", "einsum")
 """How `TentacleConv2D` computes a grouped conv:

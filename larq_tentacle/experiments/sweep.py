@@ -33,10 +33,11 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from larq_tentacle import atomic, validation
-from larq_tentacle.reporting import markdown_table
-from larq_tentacle.serialization import load_model
-from larq_tentacle.size import paper_size_kb
+from larq_tentacle.utils import atomic
+from larq_tentacle.utils import validation
+from larq_tentacle.utils.tables import markdown_table
+from larq_tentacle.core.serialization import load_model
+from larq_tentacle.core.size import paper_size_kb
 
 METHODS = ("fp32", "tentaclenet", "bagging", "boosting")
 LABELS = {"fp32": "FP32", "tentaclenet": "TentacleNet", "bagging": "BENN bagging", "boosting": "BENN boosting"}
@@ -93,7 +94,7 @@ class SweepConfig:
 
     def resolved(self) -> "SweepConfig":
         """A checked copy (lists sorted and deduplicated); errors name the bad field."""
-        from larq_tentacle import ensembles
+        from larq_tentacle.experiments import ensembles
 
         def counts(name, values, *, minimum=1):
             if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple, range)):
@@ -119,7 +120,7 @@ class SweepConfig:
         return dataclasses.replace(config, dataset=train.dataset)
 
     def train_config(self, **overrides):
-        from larq_tentacle.training import TrainConfig
+        from larq_tentacle.training.loop import TrainConfig
 
         fields = dict(
             model=self.model,
@@ -180,7 +181,7 @@ def plan(config: SweepConfig) -> List[dict]:
 _EXTENSIBLE = ("tentacles", "bagging", "boosting", "seeds")
 
 
-def _check_workdir(workdir, config: SweepConfig) -> None:
+def check_workdir(workdir, config: SweepConfig) -> None:
     """A workdir belongs to one sweep; extending the lists or seeds is allowed.
 
     The stored config keeps the union of every list run in the workdir, so it
@@ -209,7 +210,7 @@ def run_sweep(config: SweepConfig, workdir, *, progress: bool = True, verbose: i
 
     !!! example
         ```python
-        from larq_tentacle import experiments
+        from larq_tentacle.experiments import sweep as experiments
         config = experiments.SweepConfig(model="nin", dataset="digits", input_size=8,
                                          tentacles=[1, 2, 4], bagging=[1, 2, 4],
                                          boosting=[1, 2, 4], seeds=[0, 1, 2], epochs=15)
@@ -224,7 +225,7 @@ def run_sweep(config: SweepConfig, workdir, *, progress: bool = True, verbose: i
     config = config.resolved()
     workdir = os.path.expanduser(os.fspath(workdir))
     os.makedirs(os.path.join(workdir, POINTS_DIR), exist_ok=True)
-    _check_workdir(workdir, config)
+    check_workdir(workdir, config)
     jobs = plan(config)
     total = sum(len(job["points"]) for job in jobs)
     done = {p for job in jobs for p in job["points"] if os.path.exists(_point_path(workdir, p))}
@@ -283,7 +284,7 @@ def _base_record(config: SweepConfig, job: dict, n: int) -> dict:
 
 
 def _train_point(config: SweepConfig, workdir, job: dict, *, verbose: int) -> dict:
-    from larq_tentacle.training import train
+    from larq_tentacle.training.loop import train
 
     if job["method"] == "fp32":
         train_config = config.train_config(precision="float", seed=job["seed"], fp32_accuracy=None)
@@ -303,9 +304,11 @@ def _train_point(config: SweepConfig, workdir, job: dict, *, verbose: int) -> di
     return record
 
 
-def _member_fit(config: SweepConfig, bundle, seed: int, augment, verbose: int):
+def member_fit(config: SweepConfig, bundle, seed: int, augment, verbose: int):
     """`fit` for ensembles: `training.fit_model` on the member's data, best weights kept."""
-    from larq_tentacle import callbacks, data, training
+    from larq_tentacle.training import callbacks
+    from larq_tentacle.data import datasets as data
+    from larq_tentacle.training import loop as training
 
     def fit(model, x, y, *, sample_weight=None, index=1, workdir=None):
         started = time.time()
@@ -332,8 +335,9 @@ def _pool_points(config: SweepConfig, workdir, job: dict, *, verbose: int) -> Li
     """Train (or reload) one BENN pool and score every ensemble size it serves."""
     import tensorflow as tf
 
-    from larq_tentacle import data, ensembles
-    from larq_tentacle.registry import get_spec
+    from larq_tentacle.data import datasets as data
+    from larq_tentacle.experiments import ensembles
+    from larq_tentacle.core.registry import get_spec
 
     seed = job["seed"]
     train_config = config.train_config(tentacles=1, seed=seed).resolved()
@@ -351,7 +355,7 @@ def _pool_points(config: SweepConfig, workdir, job: dict, *, verbose: int) -> Li
         config.model, seed=seed, num_classes=bundle.num_classes, input_shape=input_shape,
         init=config.init, model_options=config.model_options,
     )
-    fit = _member_fit(config, bundle, seed, augment, verbose)
+    fit = member_fit(config, bundle, seed, augment, verbose)
     partition = job["method"] == "bagging" and config.sampling == "partition"
     name = job["points"][0] if partition else f"{job['method']}_pool_s{seed}"
     pool_dir = os.path.join(workdir, RUNS_DIR, name)

@@ -1,4 +1,4 @@
-"""Keep AutoGraph out of tf_keras's own code, as TensorFlow does for the `keras` package.
+"""Test-only: keep AutoGraph out of tf_keras's own code, as TensorFlow does for `keras`.
 
 TensorFlow's AutoGraph skips modules it lists as "do not convert"; that list names
 `keras` but not `tf_keras`, the package `tf.keras` is under TF_USE_LEGACY_KERAS=1. So

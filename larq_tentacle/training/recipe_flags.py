@@ -6,7 +6,7 @@ config's defaults and defines its own extra flags.
 
 from absl import flags
 
-from larq_tentacle import validation
+from larq_tentacle.utils import validation
 
 
 def define_recipe_flags(defaults) -> None:

@@ -30,7 +30,9 @@ from typing import List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from larq_tentacle import atomic, census, validation
+from larq_tentacle.utils import atomic
+from larq_tentacle.deploy import census
+from larq_tentacle.utils import validation
 
 TARGETS = ("arm", "xcore")
 TENSOR_NAMES = ("compact", "converter")
@@ -132,7 +134,7 @@ def read_sidecar(path) -> dict:
 
 def _check_model(model) -> tf.keras.Model:
     if isinstance(model, (str, os.PathLike)):
-        from larq_tentacle.serialization import load_model
+        from larq_tentacle.core.serialization import load_model
 
         model = load_model(model, compile=False)
     if not isinstance(model, tf.keras.Model):
@@ -267,7 +269,7 @@ def _check_class_names(class_names, preprocessing, num_outputs) -> Optional[list
 def _needs_indirect_bgemm(model: tf.keras.Model) -> bool:
     """Grouped binary convs (fused tentacles) only run with LCE's indirect BGEMM kernel."""
     return any(
-        census._is_binary_conv(layer) and getattr(layer, "groups", 1) > 1 for layer in model.layers
+        census.is_binary_conv(layer) and getattr(layer, "groups", 1) > 1 for layer in model.layers
     )
 
 
@@ -323,7 +325,7 @@ def _conversion_error(model, error: Exception) -> str:
 # Verification
 
 
-def _interpreter(flatbuffer: bytes, *, use_indirect_bgemm: bool, num_threads: int = 1):
+def lce_interpreter(flatbuffer: bytes, *, use_indirect_bgemm: bool, num_threads: int = 1):
     from larq_compute_engine.tflite.python.interpreter import Interpreter
 
     try:
@@ -396,9 +398,9 @@ def verify(
     sample = None if x_sample is None else check_images(x_sample, shape)
     if sample is None and random_samples == 0:
         raise ValueError("verify needs inputs: pass x_sample or random_samples >= 1.")
-    flatbuffer = census._as_bytes(tflite_path_or_bytes)
+    flatbuffer = census.as_bytes(tflite_path_or_bytes)
     graph = census.read_flatbuffer(flatbuffer)
-    interpreter = _interpreter(flatbuffer, use_indirect_bgemm=use_indirect_bgemm)
+    interpreter = lce_interpreter(flatbuffer, use_indirect_bgemm=use_indirect_bgemm)
     tflite_shape = tuple(interpreter.input_shapes[0][1:])
     if tflite_shape != shape:
         raise ValueError(
@@ -471,7 +473,7 @@ def verify(
 
 def _sign_ties(model, x: np.ndarray, tie_eps: float) -> np.ndarray:
     """Per input: does any binary conv see a value within tie_eps·RMS of zero (in Keras)?"""
-    binary = [layer for layer in model.layers if census._is_binary_conv(layer)]
+    binary = [layer for layer in model.layers if census.is_binary_conv(layer)]
     if not binary:
         return np.zeros(len(x), bool)
     try:
@@ -489,7 +491,7 @@ def _sign_ties(model, x: np.ndarray, tie_eps: float) -> np.ndarray:
 
 
 def _paper_size_kb(model) -> Optional[int]:
-    from larq_tentacle.size import paper_size_kb
+    from larq_tentacle.core.size import paper_size_kb
 
     try:
         return int(paper_size_kb(model))
@@ -584,7 +586,7 @@ def export(
             )
     if fused:
         try:
-            from larq_tentacle import fusion
+            from larq_tentacle.core import fusion
         except ModuleNotFoundError as error:
             raise NotImplementedError(
                 "export(fused=True) needs larq_tentacle.fusion (tentacle fusion into grouped "
@@ -666,7 +668,7 @@ def export_workdir(
     config = _read_json(os.path.join(workdir, "config.json")) or {}
     preprocessing_file = os.path.join(workdir, "preprocessing.json")
     preprocessing = _read_json(preprocessing_file) if os.path.isfile(preprocessing_file) else None
-    from larq_tentacle.serialization import load_model
+    from larq_tentacle.core.serialization import load_model
 
     model = load_model(models[0], compile=False)
     name = os.path.basename(os.path.normpath(os.path.abspath(workdir)))
@@ -702,7 +704,7 @@ def _workdir_sample(preprocessing, num_samples: int, data_dir):
     if not isinstance(preprocessing, dict) or not preprocessing.get("dataset"):
         return None
     try:
-        from larq_tentacle import data
+        from larq_tentacle.data import datasets as data
 
         raw = data.load_raw(preprocessing["dataset"], data_dir=data_dir)
         # The run's own normalization, not one recomputed here.
@@ -718,7 +720,7 @@ def _workdir_sample(preprocessing, num_samples: int, data_dir):
 
 def _tentacles(model):
     """(tentacles, head variant) of a branched or fused TentacleNet, (None, None) otherwise."""
-    from larq_tentacle.layout import layout
+    from larq_tentacle.core.layout import layout
 
     try:
         structure = layout(model)
@@ -726,7 +728,7 @@ def _tentacles(model):
     except ValueError:
         pass
     try:
-        from larq_tentacle import fusion
+        from larq_tentacle.core import fusion
 
         if fusion.is_fused(model):
             return fusion.fused_tentacles(model), None
@@ -739,7 +741,7 @@ def _sidecar(
     original, model, flatbuffer, preprocessing, class_names, report, target, fused, indirect, model_name, source,
     *, tensor_names: dict,
 ) -> dict:
-    from larq_tentacle.versions import versions
+    from larq_tentacle.utils.versions import versions
 
     tentacles, head_variant = _tentacles(original)
     paper_kb = _paper_size_kb(original)

@@ -11,7 +11,7 @@ from typing import Dict, Tuple
 
 import tensorflow as tf
 
-from larq_tentacle import binarization
+from larq_tentacle.core import binarization
 
 _TENTACLE_NAME = re.compile(r"^t(\d+)_(.+)$")
 

@@ -19,7 +19,7 @@ from typing import List
 
 import tensorflow as tf
 
-from larq_tentacle import atomic
+from larq_tentacle.utils import atomic
 
 HISTORY_FILE = "history.csv"
 BEST_MODEL = "best_model.h5"

@@ -29,10 +29,10 @@ import larq as lq
 import numpy as np
 import tensorflow as tf
 
-from larq_tentacle import binarization
-from larq_tentacle.fused_layers import IMPLEMENTATIONS, SharedGroupConv2D, TentacleConv2D
-from larq_tentacle.layout import layout, tentacle_index
-from larq_tentacle.validation import choice
+from larq_tentacle.core import binarization
+from larq_tentacle.core.fused_layers import IMPLEMENTATIONS, SharedGroupConv2D, TentacleConv2D
+from larq_tentacle.core.layout import layout, tentacle_index
+from larq_tentacle.utils.validation import choice
 
 LCE_GROUP_CHANNELS = 32
 """LCE converts a grouped binary conv only when its input channels per group are a
@@ -203,7 +203,7 @@ def resolve_fused(fused) -> Tuple[bool, str]:
     if isinstance(fused, bool):
         return fused, "grouped"
     if fused == "auto":
-        return _AUTO_CHOICE[_device_kind()]
+        return AUTO_CHOICE[device_kind()]
     raise ValueError(
         f"Expected `fused` to be False (branched, the default), True (one grouped conv per "
         f"tentacle layer) or 'auto' (the faster training form on this device), got {fused!r}."
@@ -217,10 +217,10 @@ def resolve_fused(fused) -> Tuple[bool, str]:
 # proxy). Under XLA (jit_compile=True; JAX proxy) branched was faster, but "auto" is
 # chosen at build time, before compile, so it serves the default fit. TensorFlow
 # could not run on the lent GPU machines.
-_AUTO_CHOICE = {"cpu": (False, "grouped"), "gpu": (True, "grouped")}
+AUTO_CHOICE = {"cpu": (False, "grouped"), "gpu": (True, "grouped")}
 
 
-def _device_kind() -> str:
+def device_kind() -> str:
     return "gpu" if tf.config.list_logical_devices("GPU") else "cpu"
 
 

@@ -12,7 +12,7 @@ import os
 
 import tensorflow as tf
 
-from larq_tentacle import validation
+from larq_tentacle.utils import validation
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 TF_CONFIG = "TF_CONFIG"

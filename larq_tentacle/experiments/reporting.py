@@ -2,13 +2,14 @@
 
 from typing import List
 
-from larq_tentacle.registry import get_spec, list_models
-from larq_tentacle.size import larq_memory_kb, paper_size_kb
+from larq_tentacle.core.registry import get_spec, list_models
+from larq_tentacle.core.size import larq_memory_kb, paper_size_kb
+from larq_tentacle.utils.tables import markdown_table
 
 
 def paper_size_rows(names=None) -> List[dict]:
     """For each model: FP32, BNN and the paper's TentacleNet, sized both ways, with the paper's kB."""
-    from larq_tentacle.registry import build
+    from larq_tentacle.core.registry import build
 
     rows = []
     for name in names or list_models():
@@ -34,18 +35,6 @@ def paper_size_rows(names=None) -> List[dict]:
                 )
             )
     return rows
-
-
-def markdown_table(rows: List[dict], columns: List[str], headers: List[str] = None) -> str:
-    headers = headers or columns
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = []
-        for column in columns:
-            value = row[column]
-            cells.append(f"{value:.2f}" if isinstance(value, float) else str(value))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def size_table_markdown(names=None) -> str:

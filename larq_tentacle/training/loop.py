@@ -28,16 +28,19 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from larq_tentacle import atomic, callbacks, data, distributed, tracing, validation
-from larq_tentacle.layout import layout
-from larq_tentacle.registry import PRECISIONS, build, get_spec
-from larq_tentacle.reporting import markdown_table
-from larq_tentacle.serialization import load_model
-from larq_tentacle.size import larq_memory_kb, paper_size_kb
-from larq_tentacle.template import INITS, tentaclize
-from larq_tentacle.versions import versions
+from larq_tentacle.utils import atomic
+from larq_tentacle.training import callbacks
+from larq_tentacle.data import datasets as data
+from larq_tentacle.training import distributed
+from larq_tentacle.utils import validation
+from larq_tentacle.core.layout import layout
+from larq_tentacle.core.registry import PRECISIONS, build, get_spec
+from larq_tentacle.utils.tables import markdown_table
+from larq_tentacle.core.serialization import load_model
+from larq_tentacle.core.size import larq_memory_kb, paper_size_kb
+from larq_tentacle.core.template import INITS, tentaclize
+from larq_tentacle.utils.versions import versions
 
-tracing.skip_autograph_for_tf_keras()
 
 OPTIMIZERS = ("adam", "sgd")
 AUGMENT_CHOICES = ("default", "none", "crop", "crop_flip")

@@ -6,8 +6,8 @@ from typing import Callable, Dict, Optional, Tuple
 
 import tensorflow as tf
 
-from larq_tentacle import validation
-from larq_tentacle.template import INITS, tentaclize
+from larq_tentacle.utils import validation
+from larq_tentacle.core.template import INITS, tentaclize
 
 PRECISIONS = ("binary", "float")
 

@@ -12,7 +12,7 @@ import math
 import larq as lq
 import tensorflow as tf
 
-from larq_tentacle import binarization
+from larq_tentacle.core import binarization
 
 
 def paper_size_bits(model: tf.keras.Model) -> int:

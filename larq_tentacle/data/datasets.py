@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from larq_tentacle import validation
+from larq_tentacle.utils import validation
 
 DATASETS = ("cifar10", "cifar100", "fer2013", "digits")
 PIXEL_SCALE = 255.0

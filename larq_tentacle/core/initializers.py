@@ -12,7 +12,7 @@ different, individually near-orthogonal kernels.
 import numpy as np
 import tensorflow as tf
 
-from larq_tentacle.validation import positive_int
+from larq_tentacle.utils.validation import positive_int
 
 
 def sylvester_hadamard(order: int) -> np.ndarray:

@@ -79,7 +79,7 @@ def make_interpreter(data: bytes, *, use_indirect_bgemm: bool, num_threads: int 
         ) from error
     try:
         return Interpreter(data, num_threads=num_threads, use_indirect_bgemm=use_indirect_bgemm)
-    except Exception as error:
+    except (RuntimeError, ValueError) as error:  # what LCE's C++ wrapper raises
         raise PredictError(
             f"The LCE interpreter rejected the model: {str(error).strip()[:500]}. Fix: export it "
             "again with the same LCE version as this interpreter; fused (grouped) models need "
@@ -95,7 +95,7 @@ def read_images(path: str) -> np.ndarray:
     if lower.endswith(NPY_SUFFIX):
         try:
             array = np.load(path, allow_pickle=False)
-        except Exception as error:
+        except (OSError, ValueError, EOFError) as error:  # unreadable, not .npy, truncated
             raise PredictError(f"{path!r} is not a readable .npy array ({error}).") from error
         if array.dtype == np.uint8:
             if array.ndim == 2:
@@ -133,7 +133,9 @@ def read_images(path: str) -> np.ndarray:
                 array = np.asarray(image)
         except PredictError:
             raise
-        except Exception as error:
+        # Pillow reports a file it cannot identify or decode as OSError, a broken header
+        # as SyntaxError, and an image too large to open safely as DecompressionBombError.
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
             raise PredictError(f"{path!r} is not a readable image ({error}).") from error
         if array.ndim == 2:
             array = array[:, :, None]

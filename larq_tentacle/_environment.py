@@ -40,7 +40,7 @@ def check_keras_is_legacy() -> None:
         from tensorflow.keras.layers import Layer
 
         layer_module = Layer.__module__
-    except Exception as error:  # tf.keras fails to resolve when tf-keras is missing
+    except (ImportError, AttributeError) as error:  # tf-keras missing or broken
         raise ImportError(f"tf.keras could not be loaded ({error}).\n{_FIX}") from error
     if not layer_module.startswith("tf_keras"):
         already = sorted(m for m in ("tensorflow", "keras", "larq") if m in sys.modules)

@@ -21,9 +21,9 @@ import sys  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
-from larq_tentacle.utils import app_logging  # noqa: E402
-from larq_tentacle.experiments import sweep as experiments  # noqa: E402
+from larq_tentacle import experiments  # noqa: E402
 from larq_tentacle.training import recipe_flags  # noqa: E402
+from larq_tentacle.utils import app_logging  # noqa: E402
 
 _DEFAULTS = experiments.SweepConfig(model="nin")
 

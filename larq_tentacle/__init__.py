@@ -46,7 +46,7 @@ _LAZY = {
     "unfuse": "larq_tentacle.core.fusion",
     "train_bagging": "larq_tentacle.experiments.ensembles",
     "train_boosting": "larq_tentacle.experiments.ensembles",
-    "SweepConfig": "larq_tentacle.experiments.sweep",
+    "SweepConfig": "larq_tentacle.experiments.sweep_config",
     "run_sweep": "larq_tentacle.experiments.sweep",
 }
 

@@ -8,15 +8,16 @@ import sys
 
 import pytest
 
+from larq_tentacle import experiments
+from larq_tentacle.experiments import plan, sweep, sweep_config, tables
 from larq_tentacle.utils import atomic
-from larq_tentacle.experiments import sweep as experiments
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _point(method, n, seed, accuracy, kb):
     return dict(
-        model="nin", dataset="digits", method=method, n=n, seed=seed, point=experiments.point_id(method, n, seed),
+        model="nin", dataset="digits", method=method, n=n, seed=seed, point=plan.point_id(method, n, seed),
         test_accuracy=accuracy, paper_kb=kb, paper_kb_exact=kb - 0.5, wall_time_s=2.0, epochs_completed=1,
         member_accuracies=None, input_shape=[8, 8, 1],
     )
@@ -75,7 +76,7 @@ def test_table2_takes_break_even_else_best_and_the_saving_vs_smallest_benn(rende
     summary = {(s["method"], s["n"]): s for s in result["summary"]}
     # without break-even there is no saving to claim: sizes at unequal accuracy say nothing
     short = [s for s in result["summary"] if not (s["method"] == "tentaclenet" and s["n"] >= 3)]
-    unreached = {row["method"]: row for row in experiments.table2_rows(short)}
+    unreached = {row["method"]: row for row in tables.table2_rows(short)}
     assert unreached["tentaclenet"]["saving"].startswith("n/a (TentacleNet did not reach FP32)")
     assert summary[("bagging", 4)]["accuracy_min"] == pytest.approx(88.0)
     assert summary[("bagging", 4)]["seeds"] == 2
@@ -84,13 +85,13 @@ def test_table2_takes_break_even_else_best_and_the_saving_vs_smallest_benn(rende
 def test_plan_trains_one_pool_per_seed_for_prefix_closed_ensembles():
     config = experiments.SweepConfig(model="nin", dataset="digits", tentacles=[2, 1], bagging=[1, 3],
                                      boosting=[2], seeds=[0, 1], epochs=1).resolved()
-    jobs = experiments.plan(config)
+    jobs = plan.plan(config)
     assert config.tentacles == (1, 2)
     pools = [j for j in jobs if j["kind"] == "pool"]
     assert [(j["method"], j["n"], j["seed"]) for j in pools] == [
         ("bagging", 3, 0), ("boosting", 2, 0), ("bagging", 3, 1), ("boosting", 2, 1)]
     assert pools[0]["points"] == ["bagging_n1_s0", "bagging_n3_s0"]
-    partition = experiments.plan(experiments.SweepConfig(
+    partition = plan.plan(experiments.SweepConfig(
         model="nin", dataset="digits", tentacles=[], bagging=[1, 3], boosting=[], seeds=[0],
         sampling="partition", fp32_accuracy=0.9).resolved())
     assert [(j["method"], j["n"]) for j in partition] == [("bagging", 1), ("bagging", 3)]
@@ -145,7 +146,7 @@ def test_sweep_runs_end_to_end_and_resumes_without_retraining(tmp_path, monkeypa
 
     monkeypatch.setattr(training, "train", no_training)
     trained = []
-    real_fit = experiments.member_fit
+    real_fit = sweep.member_fit
 
     def counting_fit(*args, **kwargs):
         fit = real_fit(*args, **kwargs)
@@ -156,7 +157,7 @@ def test_sweep_runs_end_to_end_and_resumes_without_retraining(tmp_path, monkeypa
 
         return wrapped
 
-    monkeypatch.setattr(experiments, "member_fit", counting_fit)
+    monkeypatch.setattr(sweep, "member_fit", counting_fit)
     experiments.run_sweep(_tiny(bagging=[1, 2]), tmp_path, progress=False)
     assert trained == [2]  # member 1 of the bagging pool was reloaded
     rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
@@ -175,10 +176,10 @@ def test_workdir_config_keeps_the_union_of_extended_lists(tmp_path):
                                     seeds=[0], epochs=1).resolved()
     second = experiments.SweepConfig(model="nin", dataset="digits", tentacles=[], bagging=[3], boosting=[1],
                                      seeds=[1], epochs=1).resolved()
-    experiments.check_workdir(str(tmp_path), first)
-    experiments.check_workdir(str(tmp_path), second)
-    stored = json.load(open(tmp_path / experiments.SWEEP_CONFIG))
+    sweep_config.check_workdir(str(tmp_path), first)
+    sweep_config.check_workdir(str(tmp_path), second)
+    stored = json.load(open(tmp_path / sweep_config.SWEEP_CONFIG))
     assert (stored["tentacles"], stored["bagging"], stored["boosting"], stored["seeds"]) == ([1, 2], [3], [1, 2], [0, 1])
     with pytest.raises(ValueError, match="learning_rate"):
-        experiments.check_workdir(str(tmp_path), experiments.SweepConfig(
+        sweep_config.check_workdir(str(tmp_path), experiments.SweepConfig(
             model="nin", dataset="digits", epochs=1, learning_rate=0.5).resolved())

@@ -1,10 +1,17 @@
 """Experiments: the BENN bagging/boosting baselines, the accuracy-vs-tentacles sweep,
 its tables and plots.
 
+The sweep in modules of one concept each: `sweep_config` (SweepConfig and the workdir's
+copy), `plan` (points, their ids and files, the jobs), `sweep` (run_sweep: training and
+resuming), `stats` (Δ, means and spreads), `tables` (Table 2 and table2.md), `plots`
+(the figures) and `results` (render: every output from the finished points).
+
 May import every other room; nothing in the library imports it.
 """
 
 from larq_tentacle.experiments.ensembles import train_bagging, train_boosting
-from larq_tentacle.experiments.sweep import SweepConfig, run_sweep
+from larq_tentacle.experiments.results import render
+from larq_tentacle.experiments.sweep import run_sweep
+from larq_tentacle.experiments.sweep_config import SweepConfig
 
-__all__ = ["SweepConfig", "run_sweep", "train_bagging", "train_boosting"]
+__all__ = ["SweepConfig", "render", "run_sweep", "train_bagging", "train_boosting"]

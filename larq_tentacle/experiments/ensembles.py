@@ -76,7 +76,8 @@ def assemble(
         wrapped = tf.keras.Model(member.inputs, member.outputs, name=f"member{index}")
         outputs.append(wrapped(inputs))
     vote_layer = EnsembleVote(vote=vote, member_weights=member_weights, name="vote")
-    return tf.keras.Model(inputs, vote_layer(outputs if len(outputs) > 1 else outputs[0]), name=name)
+    votes = vote_layer(outputs if len(outputs) > 1 else outputs[0])
+    return tf.keras.Model(inputs, votes, name=name)
 
 
 def members_of(model: tf.keras.Model) -> List[tf.keras.Model]:
@@ -149,13 +150,14 @@ class BennResult:
     samples: List[np.ndarray] = dataclasses.field(default_factory=list)
 
     def prefix(self, members: int) -> tf.keras.Model:
-        """The ensemble of the first `members` members (bagging and SAMME are both prefix-closed)."""
+        """The ensemble of its first `members` members (bagging and SAMME are prefix-closed)."""
         members = validation.positive_int("members", members)
         if members > len(self.members):
             raise ValueError(f"Only {len(self.members)} members are trained, asked for {members}.")
         weights = self.alphas[:members] if self.vote == "weighted" else None
         return assemble(
-            self.members[:members], vote=self.vote, member_weights=weights, name=f"benn_{self.method}_n{members}"
+            self.members[:members], vote=self.vote, member_weights=weights,
+            name=f"benn_{self.method}_n{members}",
         )
 
 
@@ -217,7 +219,9 @@ def keras_fit(
             validation_data=validation_data,
             shuffle=True,
             verbose=verbose,
-            callbacks=[tf.keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=lr_factor, patience=lr_patience)],
+            callbacks=[tf.keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor, factor=lr_factor, patience=lr_patience
+            )],
         )
 
     return fit
@@ -227,9 +231,13 @@ def _check_data(x, y):
     x = np.asarray(x)
     y = np.asarray(y).reshape(-1)
     if len(x) != len(y) or len(y) == 0:
-        raise ValueError(f"x and y must be non-empty and of equal length, got {len(x)} and {len(y)}.")
+        raise ValueError(
+            f"x and y must be non-empty and of equal length, got {len(x)} and {len(y)}."
+        )
     if not np.issubdtype(y.dtype, np.integer):
-        raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}. Fix: y.astype(int).")
+        raise TypeError(
+            f"y must hold integer class labels, got dtype {y.dtype}. Fix: y.astype(int)."
+        )
     return x, y.astype(np.int64)
 
 
@@ -253,14 +261,19 @@ def _train_member(build_member, fit, x, y, *, index, sample_weight, workdir):
     return model
 
 
-def bagging_samples(num_samples: int, *, members: int, sampling: str, seed: int = 0) -> List[np.ndarray]:
+def bagging_samples(
+    num_samples: int, *, members: int, sampling: str, seed: int = 0
+) -> List[np.ndarray]:
     """Training indices per member: bootstrap draws, or N disjoint random parts."""
     members = validation.positive_int("members", members)
     sampling = validation.choice("sampling", sampling, SAMPLINGS)
     if sampling == "bootstrap":
         # Member k's draw depends on (seed, k) only, so the first N members of a
         # larger bag are exactly a bag of N.
-        return [np.random.default_rng([seed, k]).integers(0, num_samples, num_samples) for k in range(1, members + 1)]
+        return [
+            np.random.default_rng([seed, k]).integers(0, num_samples, num_samples)
+            for k in range(1, members + 1)
+        ]
     if members > num_samples:
         raise ValueError(f"Cannot partition {num_samples} samples into {members} non-empty parts.")
     order = np.random.default_rng([seed, 0]).permutation(num_samples)
@@ -297,7 +310,10 @@ def train_bagging(
     samples = bagging_samples(len(y), members=members, sampling=sampling, seed=seed)
     trained = []
     for index, sample in enumerate(samples, start=1):
-        model = _train_member(build_member, fit, x[sample], y[sample], index=index, sample_weight=None, workdir=workdir)
+        model = _train_member(
+            build_member, fit, x[sample], y[sample], index=index, sample_weight=None,
+            workdir=workdir,
+        )
         trained.append(model)
         if on_member:
             on_member(index, model)
@@ -366,7 +382,11 @@ def train_boosting(
     if sum(result.alphas) <= 0:
         raise ValueError(
             f"Every boosting member was no better than chance (weighted errors {result.errors}); "
-            "the ensemble has no vote. Fix: train the members longer or with a higher learning rate."
+            "the ensemble has no vote. Fix: train the members longer or with a higher learning "
+            "rate."
         )
-    result.model = assemble(result.members, vote="weighted", member_weights=result.alphas, name=f"benn_boosting_n{members}")
+    result.model = assemble(
+        result.members, vote="weighted", member_weights=result.alphas,
+        name=f"benn_boosting_n{members}",
+    )
     return result

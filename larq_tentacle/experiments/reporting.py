@@ -8,7 +8,7 @@ from larq_tentacle.utils.tables import markdown_table
 
 
 def paper_size_rows(names=None) -> List[dict]:
-    """For each model: FP32, BNN and the paper's TentacleNet, sized both ways, with the paper's kB."""
+    """Per model: FP32, BNN and the paper's TentacleNet, sized both ways, with the paper's kB."""
     from larq_tentacle.core.registry import build
 
     rows = []
@@ -41,5 +41,6 @@ def size_table_markdown(names=None) -> str:
     return markdown_table(
         paper_size_rows(names),
         ["model", "variant", "options", "paper_kb", "ours_kb", "diff_percent", "larq_memory_kb"],
-        ["model", "variant", "options", "paper kB", "ours kB (paper rule)", "Δ %", "larq summary kB"],
+        ["model", "variant", "options", "paper kB", "ours kB (paper rule)", "Δ %",
+         "larq summary kB"],
     )

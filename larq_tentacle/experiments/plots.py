@@ -1,0 +1,94 @@
+"""The sweep's figures: Fig. 3 (Δ vs n) and the Pareto view (accuracy vs paper kB).
+
+matplotlib is imported on first use with the Agg backend, so figures are drawn
+without a display.
+"""
+
+from typing import List, Optional
+
+import numpy as np
+
+from larq_tentacle.experiments.plan import LABELS
+from larq_tentacle.utils import atomic
+
+_STYLE = {
+    "tentaclenet": dict(color="tab:blue", marker="o", linestyle="-"),
+    "bagging": dict(color="tab:orange", marker="s", linestyle="--"),
+    "boosting": dict(color="tab:green", marker="^", linestyle="--"),
+}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_figure(figure, path) -> None:
+    with atomic.atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=120, bbox_inches="tight")
+
+
+def plot_delta(summary: List[dict], path, *, title: str) -> None:
+    """Fig. 3: Δ accuracy vs FP32 against n, mean with min–max band over seeds."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    for method in ("tentaclenet", "bagging", "boosting"):
+        rows = sorted(
+            (s for s in summary if s["method"] == method and s["delta_pp_mean"] is not None),
+            key=lambda s: s["n"],
+        )
+        if not rows:
+            continue
+        n = [s["n"] for s in rows]
+        mean = np.array([s["delta_pp_mean"] for s in rows])
+        offset = mean - np.array([s["accuracy_mean"] for s in rows])  # accuracy -> Δ
+        low = np.array([s["accuracy_min"] for s in rows]) + offset
+        high = np.array([s["accuracy_max"] for s in rows]) + offset
+        style = _STYLE[method]
+        unit = "tentacles" if method == "tentaclenet" else "members"
+        label = f"{LABELS[method]} (n = {unit})"
+        axis.plot(n, mean, label=label, **style)
+        axis.fill_between(n, low, high, color=style["color"], alpha=0.15, linewidth=0)
+    axis.axhline(0.0, color="black", linestyle=":", linewidth=1, label="break-even (FP32)")
+    axis.set_xlabel("n (tentacles / ensemble members)")
+    axis.set_ylabel("Δ accuracy vs FP32 (pp)")
+    axis.set_title(title + "\nmean over seeds, band = min–max", fontsize=10)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    _save_figure(figure, path)
+    plt.close(figure)
+
+
+def plot_pareto(summary: List[dict], path, *, title: str, fp32: Optional[dict]) -> None:
+    """Accuracy against the paper's model size: the memory/accuracy trade-off per method."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    for method in ("tentaclenet", "bagging", "boosting"):
+        rows = sorted((s for s in summary if s["method"] == method), key=lambda s: s["paper_kb"])
+        if not rows:
+            continue
+        kb = [s["paper_kb"] for s in rows]
+        mean = [s["accuracy_mean"] for s in rows]
+        std = [s["accuracy_std"] for s in rows]
+        style = _STYLE[method]
+        axis.errorbar(kb, mean, yerr=std, label=LABELS[method], capsize=2, **style)
+        for s in rows:
+            axis.annotate(str(s["n"]), (s["paper_kb"], s["accuracy_mean"]), fontsize=7,
+                          xytext=(3, 3), textcoords="offset points", color=style["color"])
+    if fp32 is not None:
+        axis.axhline(fp32["accuracy_mean"], color="black", linestyle=":", linewidth=1,
+                     label="FP32 accuracy")
+        axis.plot([fp32["paper_kb"]], [fp32["accuracy_mean"]], marker="*", color="black",
+                  markersize=10, linestyle="none", label="FP32")
+    axis.set_xscale("log")
+    axis.set_xlabel("paper model size (kB, log scale)")
+    axis.set_ylabel("test accuracy (%)")
+    axis.set_title(title + "\nmean ± std over seeds, labels = n", fontsize=10)
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(fontsize=8)
+    _save_figure(figure, path)
+    plt.close(figure)

@@ -1,0 +1,86 @@
+"""The sweep's outputs, drawn from its finished points at any time.
+
+`render` writes into the workdir
+
+    sweep.csv               one row per (method, n, seed)
+    summary.csv             mean / std / min / max over seeds per (method, n)
+    fig3_delta.png          Δ accuracy vs FP32 as a function of n (Fig. 3)
+    accuracy_vs_kb.png      accuracy vs the paper's size for every method (Pareto view)
+    table2.md               Table 2: each method at break-even (or its best), kB, saving
+"""
+
+import csv
+import io
+import json
+import os
+from typing import Optional
+
+from larq_tentacle.experiments import plots, stats, tables
+from larq_tentacle.experiments.plan import load_points
+from larq_tentacle.experiments.sweep_config import read_stored_config
+from larq_tentacle.utils import atomic
+
+OUTPUTS = ("sweep.csv", "summary.csv", "fig3_delta.png", "accuracy_vs_kb.png", "table2.md")
+
+
+def _write_csv(path, rows, columns) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(
+        buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n"
+    )
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({
+            k: json.dumps(v) if isinstance(v, (list, dict)) else ("" if v is None else v)
+            for k, v in row.items()
+        })
+    atomic.write_text(path, buffer.getvalue())
+
+
+def write_csv(workdir) -> str:
+    """Write sweep.csv from the finished points; returns its path."""
+    workdir = os.fspath(workdir)
+    config = read_stored_config(workdir)
+    points = load_points(workdir)
+    rows = stats.rows_with_delta(points, stats.fp32_reference(points, config.get("fp32_accuracy")))
+    path = os.path.join(workdir, "sweep.csv")
+    _write_csv(path, rows, stats.CSV_COLUMNS)
+    return path
+
+
+def render(
+    workdir, *, command: Optional[str] = None, session_wall_time_s: Optional[float] = None
+) -> dict:
+    """Write sweep.csv, summary.csv, the two PNGs and table2.md from the finished points.
+
+    # Returns
+        `paths` of the written files, the `table2` rows, the `summary` rows and the
+        `fp32_reference` accuracy (0..1, or None).
+    """
+    workdir = os.fspath(workdir)
+    points = load_points(workdir)
+    config = read_stored_config(workdir)
+    reference = stats.fp32_reference(points, config.get("fp32_accuracy"))
+    rows = stats.rows_with_delta(points, reference)
+    summary = stats.summarize(rows)
+    fp32 = next((s for s in summary if s["method"] == "fp32"), None)
+    if fp32 is None and reference is not None:
+        fp32 = dict(accuracy_mean=100.0 * reference, paper_kb=None)
+    # Only an FP32 row with a size can be drawn at a size or listed in Table 2.
+    sized_fp32 = fp32 if fp32 and fp32.get("paper_kb") else None
+    paths = {name: os.path.join(workdir, name) for name in OUTPUTS}
+    _write_csv(paths["sweep.csv"], rows, stats.CSV_COLUMNS)
+    _write_csv(paths["summary.csv"], summary, stats.SUMMARY_COLUMNS)
+    model = points[0]["model"] if points else config.get("model", "?")
+    dataset = points[0]["dataset"] if points else config.get("dataset", "?")
+    title = f"{model} on {dataset}"
+    plots.plot_delta(summary, paths["fig3_delta.png"], title=title)
+    plots.plot_pareto(summary, paths["accuracy_vs_kb.png"], title=title, fp32=sized_fp32)
+    report = tables.report_markdown(
+        summary, points, title=title, fp32_row=sized_fp32, config=config, command=command,
+        session_wall_time_s=session_wall_time_s,
+    )
+    atomic.write_text(paths["table2.md"], report)
+    return dict(
+        paths=paths, table2=tables.table2_rows(summary), summary=summary, fp32_reference=reference
+    )

@@ -1,0 +1,149 @@
+"""What a sweep trains, checked, and its copy in the workdir.
+
+`SweepConfig` names one model and dataset, the lists to sweep (tentacle counts, BENN
+ensemble sizes, seeds) and the one training recipe every method shares;
+`train_config` turns it into the `TrainConfig` of one training run. A workdir keeps
+the config in `sweep_config.json`: it belongs to one sweep, whose lists and seeds
+may grow (`check_workdir`).
+"""
+
+import dataclasses
+import json
+import os
+from typing import Optional, Sequence
+
+from larq_tentacle.experiments.ensembles import BAGGING_VOTES, SAMPLINGS
+from larq_tentacle.training.loop import TrainConfig
+from larq_tentacle.utils import atomic, validation
+
+SWEEP_CONFIG = "sweep_config.json"
+# The fields a rerun in the same workdir may change: it then extends the sweep.
+_EXTENSIBLE = ("tentacles", "bagging", "boosting", "seeds")
+
+
+@dataclasses.dataclass
+class SweepConfig:
+    """What to sweep and how to train each point (the fields of TrainConfig it forwards).
+
+    # Arguments
+        model, dataset, data_dir, input_size, model_options: as in `TrainConfig`.
+        tentacles: tentacle counts of the TentacleNet points (1 = the BNN).
+        bagging, boosting: ensemble sizes N of the BENN points (empty: skip the method).
+        seeds: every point is trained once per seed.
+        epochs, batch_size, learning_rate, optimizer, lr_patience, lr_factor, augment,
+            init: the training recipe, shared by every method.
+        sampling: bagging's "bootstrap" (with replacement) or "partition" (disjoint parts).
+        vote: bagging's "average" (softmax) or "majority".
+        fp32_accuracy: a known FP32 test accuracy (0..1); then no FP32 point is trained.
+    """
+
+    model: str
+    dataset: Optional[str] = None
+    data_dir: Optional[str] = None
+    tentacles: Sequence[int] = (1, 2, 3, 4, 5)
+    bagging: Sequence[int] = (1, 2, 3, 4, 5)
+    boosting: Sequence[int] = (1, 2, 3, 4, 5)
+    seeds: Sequence[int] = (0, 1, 2)
+    epochs: int = 300
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    lr_patience: int = 15
+    lr_factor: float = 0.1
+    augment: str = "default"
+    init: str = "hadamard"
+    input_size: Optional[int] = None
+    model_options: dict = dataclasses.field(default_factory=dict)
+    sampling: str = "bootstrap"
+    vote: str = "average"
+    fp32_accuracy: Optional[float] = None
+
+    def resolved(self) -> "SweepConfig":
+        """A checked copy (lists sorted and deduplicated); errors name the bad field."""
+        config = dataclasses.replace(
+            self,
+            tentacles=_counts("tentacles", self.tentacles),
+            bagging=_counts("bagging", self.bagging),
+            boosting=_counts("boosting", self.boosting),
+            seeds=_counts("seeds", self.seeds, minimum=0),
+            sampling=validation.choice("sampling", self.sampling, SAMPLINGS),
+            vote=validation.choice("vote", self.vote, BAGGING_VOTES),
+            model_options=dict(self.model_options or {}),
+        )
+        if not config.seeds:
+            raise ValueError("`seeds` is empty. Fix: pass at least one seed, e.g. seeds=[0, 1, 2].")
+        if not (config.tentacles or config.bagging or config.boosting):
+            raise ValueError("Nothing to sweep: tentacles, bagging and boosting are all empty.")
+        # TrainConfig checks every training field and fills in the dataset.
+        train = config.train_config(tentacles=1, seed=config.seeds[0]).resolved()
+        return dataclasses.replace(config, dataset=train.dataset)
+
+    def train_config(self, **overrides) -> TrainConfig:
+        """The `TrainConfig` of one run of this sweep; `overrides` set its other fields."""
+        fields = dict(
+            model=self.model,
+            dataset=self.dataset,
+            data_dir=self.data_dir,
+            init=self.init,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            optimizer=self.optimizer,
+            lr_patience=self.lr_patience,
+            lr_factor=self.lr_factor,
+            augment=self.augment,
+            input_size=self.input_size,
+            model_options=dict(self.model_options),
+            fp32_accuracy=self.fp32_accuracy,
+        )
+        fields.update(overrides)
+        if fields.get("precision") == "float":
+            fields["init"] = None
+        return TrainConfig(**fields)
+
+    def to_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def _counts(name, values, *, minimum=1) -> tuple:
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple, range)):
+        raise ValueError(
+            f"Expected `{name}` to be a list of integers, got {values!r}. "
+            f"Fix: e.g. {name}=[1, 2, 3]."
+        )
+    return tuple(sorted({validation.positive_int(name, v, minimum=minimum) for v in values}))
+
+
+def check_workdir(workdir, config: SweepConfig) -> None:
+    """A workdir belongs to one sweep; extending the lists or seeds is allowed.
+
+    The stored config keeps the union of every list run in the workdir, so it
+    describes all its points (also when processes run different seeds).
+    """
+    path = os.path.join(workdir, SWEEP_CONFIG)
+    current = config.to_dict()
+    if os.path.exists(path):
+        previous = read_stored_config(workdir)
+        fixed = [k for k in previous if k not in _EXTENSIBLE + ("data_dir",)]
+        changed = [k for k in fixed if previous.get(k) != current.get(k)]
+        if changed:
+            details = ", ".join(
+                f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in changed
+            )
+            raise ValueError(
+                f"The workdir {workdir!r} holds a different sweep ({details}). Fix: pass a new "
+                "workdir, or change only tentacles/bagging/boosting/seeds to extend this one."
+            )
+        for key in _EXTENSIBLE:
+            current[key] = sorted(set(previous.get(key, [])) | set(current[key]))
+    atomic.write_json(path, current)
+
+
+def read_stored_config(workdir) -> dict:
+    """The config stored in `workdir` by `check_workdir` (as a dict), or {} if none."""
+    path = os.path.join(os.fspath(workdir), SWEEP_CONFIG)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as file:
+        return json.load(file)

@@ -1,0 +1,179 @@
+"""The sweep's markdown: Table 2, the equal-memory view, every point, and table2.md.
+
+Table 2 of the paper puts each method at its break-even point with FP32 (the smallest
+n whose mean Δ ≥ 0), otherwise at its best mean accuracy, with its paper size.
+"""
+
+import json
+from typing import List, Optional
+
+from larq_tentacle.experiments.plan import LABELS, METHODS
+from larq_tentacle.utils.tables import markdown_table
+
+
+def table2_rows(summary: List[dict]) -> List[dict]:
+    """Each method at its break-even point (smallest n with mean Δ ≥ 0), else at its best accuracy.
+
+    The saving is TentacleNet's size relative to the smallest BENN row, as in the paper,
+    where every method reached FP32. It is only given when TentacleNet and at least one
+    BENN method broke even: sizes of rows at unequal accuracy say nothing (for those,
+    see `equal_memory_markdown`).
+    """
+    rows = []
+    for method in ("bagging", "boosting", "tentaclenet"):
+        candidates = sorted((s for s in summary if s["method"] == method), key=lambda s: s["n"])
+        if not candidates:
+            continue
+        even = [
+            s for s in candidates if s["delta_pp_mean"] is not None and s["delta_pp_mean"] >= 0
+        ]
+        if even:
+            chosen, criterion = even[0], "break-even"
+        else:
+            best = max(s["accuracy_mean"] for s in candidates)
+            chosen = next(s for s in candidates if s["accuracy_mean"] == best)
+            criterion = "best accuracy"
+        rows.append(dict(chosen, criterion=criterion))
+    benn_even = [r for r in rows if r["method"] != "tentaclenet" and r["criterion"] == "break-even"]
+    for row in rows:
+        row["saving"] = _saving(row, benn_even) if row["method"] == "tentaclenet" else ""
+    return rows
+
+
+def _saving(tentaclenet: dict, benn_even: List[dict]) -> str:
+    if tentaclenet["criterion"] != "break-even":
+        return "n/a (TentacleNet did not reach FP32)"
+    if not benn_even:
+        return "n/a (no BENN reached FP32)"
+    smallest = min(r["paper_kb"] for r in benn_even)
+    return f"{100.0 * (1 - tentaclenet['paper_kb'] / smallest):.1f}% vs {smallest} kB"
+
+
+def equal_memory_markdown(summary: List[dict]) -> str:
+    """Each TentacleNet point next to the BENN point of each method closest in paper kB."""
+    benn = {m: [s for s in summary if s["method"] == m] for m in ("bagging", "boosting")}
+
+    def nearest(method, kb):
+        if not benn[method]:
+            return "-"
+        row = min(benn[method], key=lambda s: (abs(s["paper_kb"] - kb), s["n"]))
+        return f"N={row['n']} ({row['paper_kb']} kB): {_accuracy_cell(row)}"
+
+    tentaclenets = sorted(
+        (s for s in summary if s["method"] == "tentaclenet"), key=lambda s: s["n"]
+    )
+    rows = [
+        dict(n=s["n"], kb=s["paper_kb"], tn=_accuracy_cell(s),
+             bagging=nearest("bagging", s["paper_kb"]), boosting=nearest("boosting", s["paper_kb"]))
+        for s in tentaclenets
+    ]
+    return markdown_table(
+        rows,
+        ["n", "kb", "tn", "bagging", "boosting"],
+        ["tentacles", "paper kB", "TentacleNet accuracy % (mean ± std)",
+         "BENN bagging, nearest size", "BENN boosting, nearest size"],
+    )
+
+
+def _accuracy_cell(row) -> str:
+    return f"{row['accuracy_mean']:.2f} ± {row['accuracy_std']:.2f}"
+
+
+def _fmt(value, spec="+.2f"):
+    return "n/a" if value is None else format(value, spec)
+
+
+def table2_markdown(summary: List[dict], *, fp32_row: Optional[dict] = None) -> str:
+    """Table 2 (`table2_rows`), below the FP32 reference row when `fp32_row` is given."""
+    rows = [
+        dict(
+            method=LABELS[row["method"]],
+            n=row["n"],
+            delta=f"{_fmt(row['delta_pp_mean'])} ± {_fmt(row['delta_pp_std'], '.2f')}",
+            accuracy=f"{row['accuracy_mean']:.2f}",
+            kb=row["paper_kb"],
+            criterion=row["criterion"],
+            saving=row["saving"],
+        )
+        for row in table2_rows(summary)
+    ]
+    if fp32_row is not None:
+        rows.insert(0, dict(method="FP32", n="", delta="0 (reference)",
+                            accuracy=f"{fp32_row['accuracy_mean']:.2f}",
+                            kb=fp32_row["paper_kb"], criterion="", saving=""))
+    return markdown_table(
+        rows,
+        ["method", "n", "delta", "accuracy", "kb", "criterion", "saving"],
+        ["method", "#ensemble / tentacles", "Δ vs FP32 (pp, mean ± std)", "accuracy %",
+         "paper kB", "chosen at", "TentacleNet saving vs smallest BENN"],
+    )
+
+
+def summary_markdown(summary: List[dict]) -> str:
+    """Every (method, n) of the sweep: accuracy over seeds, Δ, size and time."""
+    order = {m: i for i, m in enumerate(METHODS)}
+    rows = [
+        dict(
+            method=LABELS[s["method"]],
+            n=s["n"],
+            seeds=s["seeds"],
+            accuracy=_accuracy_cell(s),
+            range=f"{s['accuracy_min']:.2f} – {s['accuracy_max']:.2f}",
+            delta=_fmt(s["delta_pp_mean"]),
+            kb=s["paper_kb"],
+            time=f"{s['wall_time_s_mean']:.0f}",
+        )
+        for s in sorted(summary, key=lambda s: (order.get(s["method"], 9), s["n"]))
+    ]
+    return markdown_table(
+        rows,
+        ["method", "n", "seeds", "accuracy", "range", "delta", "kb", "time"],
+        ["method", "n", "seeds", "accuracy % (mean ± std)", "min – max", "Δ vs FP32 (pp)",
+         "paper kB", "wall s / point"],
+    )
+
+
+def report_markdown(
+    summary: List[dict],
+    points: List[dict],
+    *,
+    title: str,
+    fp32_row: Optional[dict],
+    config: dict,
+    command: Optional[str] = None,
+    session_wall_time_s: Optional[float] = None,
+) -> str:
+    """table2.md: Table 2, the equal-memory view, every point, the command and the config."""
+    reference = "(given)." if config.get("fp32_accuracy") is not None else (
+        "(mean FP32 test accuracy over the seeds).")
+    compute = sum(p["wall_time_s"] for p in points)
+    lines = [
+        f"# TentacleNet vs BENN: {title}",
+        "",
+        "Table 2 of the paper, recomputed: each method at its break-even point with FP32 "
+        "(smallest n whose mean Δ ≥ 0), otherwise at its best mean accuracy. Δ in percentage "
+        "points against the FP32 reference " + reference,
+        "",
+        table2_markdown(summary, fp32_row=fp32_row),
+        "",
+        "## At about equal memory",
+        "",
+        equal_memory_markdown(summary),
+        "",
+        "## Every point (mean over seeds)",
+        "",
+        summary_markdown(summary),
+        "",
+        f"Points: {len(points)}; training compute (sum of per-point wall times): "
+        f"{compute / 60:.1f} min.",
+    ]
+    if session_wall_time_s is not None:
+        lines.append(
+            f"Wall time of the last `run_sweep` session: {session_wall_time_s / 60:.1f} min."
+        )
+    if command:
+        lines += ["", "Command:", "", "```", command, "```"]
+    if config:
+        lines += ["", "Sweep config:", "", "```json", json.dumps(config, indent=2, sort_keys=True),
+                  "```"]
+    return "\n".join(lines) + "\n"

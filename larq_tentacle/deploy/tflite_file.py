@@ -17,9 +17,10 @@ _IDENTIFIER = b"TFL3"
 LCE_OPS = ("LceBconv2d", "LceQuantize", "LceDequantize", "LceBMaxPool2d")
 # Builtin op names are upper case; every other op name is a custom op.
 _KNOWN_CUSTOM_OPS = frozenset(LCE_OPS)
-# What the flatbuffers runtime raises on bad offsets or a cut-off buffer
-# (UnicodeDecodeError for a garbled name is a ValueError).
-_CORRUPT_FILE_ERRORS = (IndexError, ValueError, struct.error)
+# What the flatbuffers runtime raises on bad offsets or a cut-off buffer: IndexError and
+# struct.error past the end, TypeError for a garbled number ("bad number ... for type
+# uint32"), ValueError from numpy views and UnicodeDecodeError for a garbled name.
+_CORRUPT_FILE_ERRORS = (IndexError, TypeError, ValueError, struct.error)
 
 
 class TFLiteFileError(ValueError):

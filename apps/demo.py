@@ -121,7 +121,7 @@ def compare(workdir, reports, *, wall_time_s: float) -> str:
 
 def export_tentaclenet(workdir, train_configs) -> str:
     """Step 4: the TentacleNet's best model -> verified, bitpacked .tflite + sidecar."""
-    from larq_tentacle.deploy import exporter as deploy
+    from larq_tentacle.deploy import workdir as deploy
 
     run = os.path.join(workdir, train_configs[-1].variant())
     result = deploy.export_workdir(run)

@@ -12,36 +12,71 @@ failed check (with the reason on stderr), and nothing is written then.
 
 import sys
 
-import larq_tentacle  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from absl import app, flags
 
+import larq_tentacle  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+
+# The choices only: the deploy modules that convert load on the first export.
+from larq_tentacle.deploy.options import (
+    DEFAULT_ATOL,
+    DEFAULT_RANDOM_SAMPLES,
+    TARGETS,
+    TENSOR_NAMES,
+)
 
 
 def define_flags(flag_values=flags.FLAGS):
     """The app's flags, defined into `flag_values` (tests pass their own FlagValues)."""
     d = dict(flag_values=flag_values)
-    flags.DEFINE_string("workdir", None, "A training run's folder (best_model.h5, preprocessing.json, config.json).", **d)
-    flags.DEFINE_string("model", None, "A saved model (.h5, .keras or SavedModel folder) instead of --workdir.", **d)
-    flags.DEFINE_string("output", None, "The .tflite to write (default with --workdir: <workdir>/<name>.tflite).", **d)
-    flags.DEFINE_string("preprocessing", None, "preprocessing.json for --model (default: none).", **d)
+    flags.DEFINE_string(
+        "workdir", None,
+        "A training run's folder (best_model.h5, preprocessing.json, config.json).", **d,
+    )
+    flags.DEFINE_string(
+        "model", None, "A saved model (.h5, .keras or SavedModel folder) instead of --workdir.",
+        **d,
+    )
+    flags.DEFINE_string(
+        "output", None,
+        "The .tflite to write (default with --workdir: <workdir>/<name>.tflite).", **d,
+    )
+    flags.DEFINE_string(
+        "preprocessing", None, "preprocessing.json for --model (default: none).", **d
+    )
     flags.DEFINE_string(
         "sample",
         "auto",
-        "Parity inputs: 'auto' (the run's test images, if available), 'none' or a .npy of preprocessed float32 images.",
+        "Parity inputs: 'auto' (the run's test images, if available), 'none' or a .npy of "
+        "preprocessed float32 images.",
         **d,
     )
-    flags.DEFINE_integer("num_samples", 64, "Test images used by --sample=auto.", lower_bound=1, **d)
-    flags.DEFINE_string("data_dir", None, "Where the run's dataset lives (default: its config.json).", **d)
-    flags.DEFINE_enum("target", "arm", ["arm", "xcore"], "LCE converter target.", **d)
-    flags.DEFINE_bool("fused", False, "Fuse the tentacles into grouped binary convs (needs LCE's indirect BGEMM kernel).", **d)
-    flags.DEFINE_bool("strict", True, "Fail if a tentacle conv is not an LceBconv2d or float ops leak into tentacles.", **d)
+    flags.DEFINE_integer(
+        "num_samples", 64, "Test images used by --sample=auto.", lower_bound=1, **d
+    )
+    flags.DEFINE_string(
+        "data_dir", None, "Where the run's dataset lives (default: its config.json).", **d
+    )
+    flags.DEFINE_enum("target", "arm", list(TARGETS), "LCE converter target.", **d)
+    flags.DEFINE_bool(
+        "fused", False,
+        "Fuse the tentacles into grouped binary convs (needs LCE's indirect BGEMM kernel).", **d,
+    )
+    flags.DEFINE_bool(
+        "strict", True,
+        "Fail if a tentacle conv is not an LceBconv2d or float ops leak into tentacles.", **d,
+    )
     flags.DEFINE_bool("verify", True, "Check the .tflite against Keras before writing it.", **d)
-    flags.DEFINE_float("atol", 1e-3, "Largest allowed |tflite - keras| on the outputs.", **d)
-    flags.DEFINE_integer("random_samples", 8, "Random inputs added to the parity check.", lower_bound=0, **d)
+    flags.DEFINE_float(
+        "atol", DEFAULT_ATOL, "Largest allowed |tflite - keras| on the outputs.", **d
+    )
+    flags.DEFINE_integer(
+        "random_samples", DEFAULT_RANDOM_SAMPLES, "Random inputs added to the parity check.",
+        lower_bound=0, **d,
+    )
     flags.DEFINE_enum(
         "tensor_names",
         "compact",
-        ["compact", "converter"],
+        list(TENSOR_NAMES),
         "compact: each op's output named after its Keras layer, constants unnamed (smaller); "
         "converter: the converter's long TF-graph names.",
         **d,
@@ -50,8 +85,9 @@ def define_flags(flag_values=flags.FLAGS):
 
 def run(FLAGS) -> int:
     """Export as the parsed flags say; 0 on success, 2 (reason on stderr) on bad input."""
-    from larq_tentacle.deploy import census
-    from larq_tentacle.deploy import exporter as deploy
+    from larq_tentacle.deploy.exporting import export
+    from larq_tentacle.deploy.tflite_file import TFLiteFileError
+    from larq_tentacle.deploy.workdir import export_workdir
 
     options = dict(
         fused=FLAGS.fused,
@@ -65,9 +101,11 @@ def run(FLAGS) -> int:
     sample = None if FLAGS.sample == "none" else FLAGS.sample
     try:
         if (FLAGS.workdir is None) == (FLAGS.model is None):
-            raise ValueError("Pass exactly one of --workdir (a training run) or --model (a saved model).")
+            raise ValueError(
+                "Pass exactly one of --workdir (a training run) or --model (a saved model)."
+            )
         if FLAGS.workdir:
-            result = deploy.export_workdir(
+            result = export_workdir(
                 FLAGS.workdir,
                 output=FLAGS.output,
                 sample=sample,
@@ -84,17 +122,22 @@ def run(FLAGS) -> int:
                 import numpy as np
 
                 sample = np.load(sample, allow_pickle=False)
-            result = deploy.export(
-                FLAGS.model, FLAGS.output, sample=sample, preprocessing=FLAGS.preprocessing, source=FLAGS.model, **options
+            result = export(
+                FLAGS.model, FLAGS.output, sample=sample, preprocessing=FLAGS.preprocessing,
+                source=FLAGS.model, **options,
             )
-    except (ValueError, TypeError, OSError, NotImplementedError, census.TFLiteFileError) as error:
+    except (ValueError, TypeError, OSError, NotImplementedError, TFLiteFileError) as error:
         print(f"export: error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {result.path} ({result.sidecar['tflite_bytes'] / 1024:.1f} kB) and {result.sidecar_path}")
+    size_kb = result.sidecar["tflite_bytes"] / 1024
+    print(f"wrote {result.path} ({size_kb:.1f} kB) and {result.sidecar_path}")
     if result.report is not None:
         print(result.report.summary())
     if result.sidecar["kernel"]["use_indirect_bgemm"]:
-        print("note: this model needs LCE's indirect BGEMM kernel (--use_indirect_bgemm=true on the device).")
+        print(
+            "note: this model needs LCE's indirect BGEMM kernel "
+            "(--use_indirect_bgemm=true on the device)."
+        )
     return 0
 
 

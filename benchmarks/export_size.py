@@ -32,7 +32,7 @@ from absl import app, flags
 
 from larq_tentacle.utils import app_logging
 from larq_tentacle.utils import atomic
-from larq_tentacle.deploy import census
+from larq_tentacle.deploy import census, tflite_file
 from larq_tentacle.utils.tables import markdown_table
 
 FLAGS = flags.FLAGS
@@ -51,7 +51,7 @@ GOAL_RATIO = 1.10
 
 def export_row(name: str, tentacles, workdir: str, random_samples: int) -> dict:
     """Export one model variant; `tentacles=None` means the FP32 baseline."""
-    from larq_tentacle.deploy import exporter as deploy
+    from larq_tentacle.deploy import verification as deploy
 
     spec = lt.get_spec(name)
     if tentacles is None:
@@ -84,10 +84,10 @@ def export_row(name: str, tentacles, workdir: str, random_samples: int) -> dict:
     elif tentacles == spec.paper_size_kb["tentaclenet"][0]:
         published = spec.paper_size_kb["tentaclenet"][1]
     tflite_bytes = result.sidecar["tflite_bytes"]
-    # The floor without tensor names / signature (census.without_names): what the
+    # The floor without tensor names / signature (tflite_file.without_names): what the
     # flatbuffer's tables cost beyond the constants, names excluded.
     with open(result.path, "rb") as file:
-        no_names_bytes = len(census.without_names(file.read()))
+        no_names_bytes = len(tflite_file.without_names(file.read()))
     report_census = result.report.census if result.report is not None else census.op_census(result.path)
     counts = report_census["ops"]
     tensor_bytes = report_census["tensor_bytes"]
@@ -229,7 +229,7 @@ def render(rows: list, run_note: str) -> str:
             "*ratio* is for the file `lt.export` writes, with compact tensor names (each op's output named",
             "after its Keras layer, constants unnamed); *ratio with converter names*: the converter's own",
             "file before that (`tensor_names=\"converter\"`); *ratio without any names*: tensor names and",
-            "signature removed too (`census.without_names`, a floor: the strict checks and device",
+            "signature removed too (`tflite_file.without_names`, a floor: the strict checks and device",
             "profiles could no longer tell which tentacle an op is in);",
             "*ratio of constants alone*: every constant buffer (weights, thresholds, BatchNorm constants)",
             "over the paper-rule kB, i.e. what no flatbuffer layout can go below.",

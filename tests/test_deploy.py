@@ -15,8 +15,10 @@ import tensorflow as tf
 
 import larq_tentacle as lt
 from larq_tentacle.utils import atomic
-from larq_tentacle.deploy import census
-from larq_tentacle.deploy import exporter as deploy
+from larq_tentacle.deploy import census, exporting, rules, tflite_file
+from larq_tentacle.deploy.conversion import ExportError, convert
+from larq_tentacle.deploy.sidecar import read_sidecar
+from larq_tentacle.deploy.verification import VerificationError, lce_interpreter
 from larq_tentacle.core.layout import tentacle_index
 
 from helpers import loaded_app
@@ -151,12 +153,12 @@ def test_census_every_binary_conv_is_bconv(case):
     assert counts["LceBconv2d"] == len(_binary_convs(model)) > 0
     # Float convs are the stem's and the shared head's, one per call; none from a tentacle.
     assert counts.get("CONV_2D", 0) == _float_conv_calls(model)
-    graph = census.read_flatbuffer(path)
+    graph = tflite_file.read_flatbuffer(path)
     names = {layer.name for layer in model.layers}
-    owners = [census.layer_of(op, names) for op in graph.operators if op.op in census.FLOAT_COMPUTE_OPS]
+    owners = [tflite_file.layer_of(op, names) for op in graph.operators if op.op in rules.FLOAT_COMPUTE_OPS]
     assert [owner for owner in owners if owner and tentacle_index(owner) is not None] == []
     # Compact names still place every binary op in its Keras layer (a tentacle's).
-    bconv_owners = [census.layer_of(op, names) for op in graph.operators if op.op == "LceBconv2d"]
+    bconv_owners = [tflite_file.layer_of(op, names) for op in graph.operators if op.op == "LceBconv2d"]
     assert all(owner is not None and tentacle_index(owner) is not None for owner in bconv_owners)
     assert case["result"].report.violations == []
 
@@ -164,7 +166,7 @@ def test_census_every_binary_conv_is_bconv(case):
 @pytest.mark.slow
 def test_quantize_count_matches_topology(case):
     """The LceQuantize count the strict check expects is exactly what LCE produced."""
-    needs = census.topology_needs(case["model"])
+    needs = rules.topology_needs(case["model"])
     counts = lt.op_census(case["path"])["ops"]
     assert counts.get("LceQuantize", 0) == len(needs.quantize_sources)
     assert len(needs.binary_convs) == counts["LceBconv2d"]
@@ -173,7 +175,7 @@ def test_quantize_count_matches_topology(case):
 @pytest.mark.slow
 def test_sidecar_round_trips(case):
     model, result, path = case["model"], case["result"], case["path"]
-    sidecar = deploy.read_sidecar(path)
+    sidecar = read_sidecar(path)
     assert sidecar == json.loads(json.dumps(result.sidecar, default=atomic.jsonable))
     assert sidecar["tentacles"] == lt.layout(model).tentacles
     assert sidecar["input_shape"] == list(model.input_shape[1:])
@@ -234,7 +236,7 @@ def tiny_model(*, pad_values=1.0, pool_before_bn=False, name="tiny"):
 def bad_layout():
     """A model with the two patterns LCE cannot fuse, converted once."""
     model = tiny_model(pad_values=0.0, pool_before_bn=True, name="bad_layout")
-    return model, deploy.convert(model)
+    return model, convert(model)
 
 
 @pytest.fixture
@@ -251,27 +253,27 @@ def _x(shape=(16, 16, 1), n=4):
 
 def test_without_names_is_smaller_and_computes_the_same(good_export):
     model, flatbuffer = good_export
-    stripped = census.without_names(flatbuffer)
+    stripped = tflite_file.without_names(flatbuffer)
     assert len(stripped) < len(flatbuffer)
     assert census.op_census(stripped)["ops"] == census.op_census(flatbuffer)["ops"]
-    assert all(tensor.name.startswith("tensor_") for tensor in census.read_flatbuffer(stripped).tensors)
+    assert all(tensor.name.startswith("tensor_") for tensor in tflite_file.read_flatbuffer(stripped).tensors)
     x = _x(tuple(model.input_shape[1:]))
-    full, bare = (deploy.lce_interpreter(fb, use_indirect_bgemm=False).predict(x) for fb in (flatbuffer, stripped))
+    full, bare = (lce_interpreter(fb, use_indirect_bgemm=False).predict(x) for fb in (flatbuffer, stripped))
     np.testing.assert_array_equal(bare, full)
-    with pytest.raises(census.TFLiteFileError, match="not a TFLite flatbuffer"):
-        census.without_names(b"not a model at all")
+    with pytest.raises(tflite_file.TFLiteFileError, match="not a TFLite flatbuffer"):
+        tflite_file.without_names(b"not a model at all")
 
 
 def test_compact_names_keep_each_ops_layer_and_compute_the_same(bad_layout, tmp_path):
     model, flatbuffer = bad_layout  # converter names, with float ops the strict check must still place
     layer_names = [layer.name for layer in model.layers]
-    compact = census.compact_tensor_names(flatbuffer, layer_names)
+    compact = tflite_file.compact_tensor_names(flatbuffer, layer_names)
     assert len(compact) < len(flatbuffer)
-    long, short = census.read_flatbuffer(flatbuffer), census.read_flatbuffer(compact)
+    long, short = tflite_file.read_flatbuffer(flatbuffer), tflite_file.read_flatbuffer(compact)
     assert short.op_counts() == long.op_counts()
-    owners = [census.layer_of(op, set(layer_names)) for op in long.operators]
+    owners = [tflite_file.layer_of(op, set(layer_names)) for op in long.operators]
     assert sum(owner is not None for owner in owners) >= len(long.operators) - 2
-    assert [census.layer_of(op, set(layer_names)) for op in short.operators] == owners
+    assert [tflite_file.layer_of(op, set(layer_names)) for op in short.operators] == owners
     assert all(
         op.output_names[0].split("/")[0] == owner
         for op, owner in zip(short.operators, owners)
@@ -281,8 +283,8 @@ def test_compact_names_keep_each_ops_layer_and_compute_the_same(bad_layout, tmp_
         assert short.tensors[index].name == long.tensors[index].name
     assert all(t.name == f"tensor_{i}" for i, t in enumerate(short.tensors) if t.nbytes)  # constants unnamed
     x = _x((8, 8, 1))
-    assert census.strict_violations(model, compact) == census.strict_violations(model, flatbuffer)
-    full, small = (deploy.lce_interpreter(fb, use_indirect_bgemm=False).predict(x) for fb in (flatbuffer, compact))
+    assert rules.strict_violations(model, compact) == rules.strict_violations(model, flatbuffer)
+    full, small = (lce_interpreter(fb, use_indirect_bgemm=False).predict(x) for fb in (flatbuffer, compact))
     np.testing.assert_array_equal(small, full)
     # The export writes compact names unless asked for the converter's, and says which.
     result = lt.export(model, str(tmp_path / "c.tflite"), strict=False, random_samples=2)
@@ -302,7 +304,7 @@ def test_strict_finds_unfolded_batchnorm_and_extra_quantize(bad_layout):
     text = "\n".join(report.violations)
     assert "'t1_bn2'" in text and "not folded" in text
     assert "LceQuantize" in text
-    with pytest.raises(deploy.VerificationError, match="not folded"):
+    with pytest.raises(VerificationError, match="not folded"):
         lt.verify(model, flatbuffer, _x((8, 8, 1)))
     assert lt.verify(model, flatbuffer, _x((8, 8, 1)), strict=False).passed
 
@@ -310,15 +312,15 @@ def test_strict_finds_unfolded_batchnorm_and_extra_quantize(bad_layout):
 @pytest.mark.slow
 def test_failed_verification_writes_nothing_and_keeps_old_file(bad_layout, tmp_path, monkeypatch):
     model, flatbuffer = bad_layout
-    monkeypatch.setattr(deploy, "convert", lambda model, target: flatbuffer)
+    monkeypatch.setattr(exporting, "convert", lambda model, target: flatbuffer)
     path = tmp_path / "m.tflite"
     path.write_bytes(b"previous export")
-    with pytest.raises(deploy.VerificationError):
+    with pytest.raises(VerificationError):
         lt.export(model, str(path), sample=_x((8, 8, 1)))
     assert path.read_bytes() == b"previous export"
     assert sorted(os.listdir(tmp_path)) == ["m.tflite"]
     # Parity failure (impossible tolerance) also writes nothing.
-    with pytest.raises(deploy.VerificationError, match="atol"):
+    with pytest.raises(VerificationError, match="atol"):
         lt.export(model, str(tmp_path / "n.tflite"), strict=False, atol=1e-30)
     assert sorted(os.listdir(tmp_path)) == ["m.tflite"]
     # strict=False accepts the float ops and says so in the census.
@@ -330,7 +332,7 @@ def test_failed_verification_writes_nothing_and_keeps_old_file(bad_layout, tmp_p
 def test_stock_tflite_file_is_refused_by_strict(good_export):
     model, _ = good_export
     stock = tf.lite.TFLiteConverter.from_keras_model(model).convert()
-    with pytest.raises(deploy.VerificationError, match="stock TFLite converter"):
+    with pytest.raises(VerificationError, match="stock TFLite converter"):
         lt.verify(model, stock, _x())
 
 
@@ -344,11 +346,11 @@ def test_corrupt_truncated_and_foreign_files(good_export, tmp_path):
         "empty": b"",
     }
     for kind, data in cases.items():
-        with pytest.raises(census.TFLiteFileError, match="TFLite flatbuffer") as info:
+        with pytest.raises(tflite_file.TFLiteFileError, match="TFLite flatbuffer") as info:
             lt.verify(model, data, _x())
         path = tmp_path / f"{kind}.tflite"
         path.write_bytes(data)
-        with pytest.raises(census.TFLiteFileError):
+        with pytest.raises(tflite_file.TFLiteFileError):
             lt.op_census(str(path))
         assert ("truncated" in str(info.value)) == (kind in ("truncated", "garbage"))
     with pytest.raises(FileNotFoundError, match="lt.export"):
@@ -376,7 +378,7 @@ def test_mixed_precision_is_refused_before_conversion(tmp_path):
         model = tiny_model(name="mixed")
     finally:
         tf.keras.mixed_precision.set_global_policy("float32")
-    with pytest.raises(deploy.ExportError, match="mixed precision.*mixed_float16"):
+    with pytest.raises(ExportError, match="mixed precision.*mixed_float16"):
         lt.export(model, str(tmp_path / "m.tflite"))
     assert os.listdir(tmp_path) == []
 
@@ -385,7 +387,7 @@ def test_binary_dense_is_refused_by_strict_before_conversion(tmp_path):
     inputs = tf.keras.Input((8,), name="x")
     x = lq.layers.QuantDense(16, input_quantizer="ste_sign", kernel_quantizer="ste_sign", name="t1_dense")(inputs)
     model = tf.keras.Model(inputs, tf.keras.layers.Dense(2, name="head_dense")(x))
-    with pytest.raises(deploy.ExportError, match="'t1_dense'.*binary dense"):
+    with pytest.raises(ExportError, match="'t1_dense'.*binary dense"):
         lt.export(model, str(tmp_path / "m.tflite"))
     assert os.listdir(tmp_path) == []
 
@@ -397,7 +399,7 @@ def test_layer_lce_cannot_convert_names_op_and_layer(tmp_path):
     x = tf.keras.layers.Reshape((6, 24), name="flat")(x)
     x = tf.keras.layers.Lambda(lambda t: tf.linalg.svd(t)[0], name="svd_layer")(x)
     model = tf.keras.Model(inputs, x, name="unconvertible")
-    with pytest.raises(deploy.ExportError, match=r"'Svd'.*'svd_layer'"):
+    with pytest.raises(ExportError, match=r"'Svd'.*'svd_layer'"):
         lt.export(model, str(tmp_path / "m.tflite"))
     assert os.listdir(tmp_path) == []
 
@@ -443,7 +445,7 @@ def test_export_app_from_workdir(export_app, tmp_path_factory, monkeypatch, caps
     with open(case["path"], "rb") as file:
         flatbuffer = file.read()
     # The conversion itself is covered above; here the app's workdir handling is under test.
-    monkeypatch.setattr(deploy, "convert", lambda model, target: flatbuffer)
+    monkeypatch.setattr(exporting, "convert", lambda model, target: flatbuffer)
     workdir = tmp_path_factory.mktemp("runs") / "fernet1"
     workdir.mkdir()
     case["model"].save(str(workdir / "best_model.h5"))
@@ -452,7 +454,7 @@ def test_export_app_from_workdir(export_app, tmp_path_factory, monkeypatch, caps
     assert _run_app(export_app, [f"--workdir={workdir}"]) == 0
     out = capsys.readouterr().out
     assert "verification: PASSED" in out and "fernet1.tflite" in out
-    sidecar = deploy.read_sidecar(workdir / "fernet1.tflite")
+    sidecar = read_sidecar(workdir / "fernet1.tflite")
     assert sidecar["model"] == "fernet_tentacles1" and sidecar["tentacles"] == 1
     assert sidecar["preprocessing"] == case["preprocessing"] and sidecar["class_names"] == CLASS_NAMES
     # The run's own digits test images (dataset "digits" is offline) fed the parity check.

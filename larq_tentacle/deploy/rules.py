@@ -1,0 +1,286 @@
+"""The strict LCE rules: what a Keras model's topology needs vs what its `.tflite` has.
+
+A BNN only pays off on the device if every binary conv became one `LceBconv2d`,
+every BatchNorm after it was folded in, and activations stay bitpacked between
+binary ops. The converter does not fail when that goes wrong: it silently keeps
+float ops (an unfolded BatchNorm becomes MUL + ADD, a zero-padded conv writes
+float output that needs an extra `LceQuantize`). `strict_violations` compares
+the flatbuffer with what `topology_needs` reads from the Keras layers (rules in
+shared/reference/lce-notes.md §3):
+
+* each binary conv (binary kernel and binary input) -> one LceBconv2d;
+* no float conv / dense op whose name belongs to a tentacle layer;
+* no float MUL/ADD/SUB/DIV from a BatchNorm next to a binary conv (after it, or
+  in front of one): placed conv -> BN -> MaxPool it folds into the bconv; in a
+  chain tentacle (no Add) no float MUL/ADD/SUB/DIV at all except a BatchNorm
+  between float ops (NiN's bn9, in front of the float head);
+* at most one LceQuantize per distinct float tensor that feeds binary convs
+  (tentacles reading the same stem output share one, AvgPool and Add outputs
+  need one); binary conv -> BN/MaxPool -> binary conv needs none, since with
+  pad_values=1 and that order LCE keeps the activations bitpacked.
+"""
+
+import dataclasses
+from typing import Dict, List
+
+import larq as lq
+import tensorflow as tf
+
+from larq_tentacle.core import binarization
+from larq_tentacle.core.layout import tentacle_index
+from larq_tentacle.deploy.tflite_file import LCE_OPS, FlatbufferGraph, layer_of, read_flatbuffer
+
+FLOAT_COMPUTE_OPS = (
+    "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV"
+)
+FLOAT_ARITHMETIC_OPS = ("MUL", "ADD", "SUB", "DIV")
+_MERGE_LAYERS = (
+    tf.keras.layers.Add, tf.keras.layers.Concatenate, tf.keras.layers.Multiply,
+    tf.keras.layers.Subtract,
+)
+
+
+def is_binary_conv(layer) -> bool:
+    """A conv LCE can turn into LceBconv2d: 1-bit kernel and 1-bit input."""
+    if not binarization.is_binary_layer(layer) or not isinstance(layer, lq.layers.QuantConv2D):
+        return False
+    quantizer = getattr(layer, "input_quantizer", None)
+    return quantizer is not None and getattr(quantizer, "precision", None) == 1
+
+
+@dataclasses.dataclass
+class TopologyNeeds:
+    """What a correct LCE conversion of a model must contain, read from its layers."""
+
+    binary_convs: List[str]
+    quantize_sources: List[str]  # one LceQuantize per distinct float tensor feeding binary convs
+    unfoldable_ok_bn: List[str]  # BatchNorms between float ops (NiN's bn9): they stay MUL/ADD
+    folded_bn: List[str]  # BatchNorms after or in front of a binary conv: they must fold into one
+    # binary kernels LCE keeps in float (QuantDense, float input)
+    float_binary_weight_layers: List[str]
+    chain_tentacles: List[int]  # tentacles without Add/Concatenate inside
+
+
+def _layer_edges(model):
+    """Producers and consumers of every layer, from the functional config (public API).
+
+    Unlike `LayerGraph`, shared layers are fine here (NiN's head conv runs once per
+    tentacle): a layer's producers are those of its first call, its consumer count
+    covers every call.
+    """
+    config = model.get_config()
+    if not isinstance(config, dict) or "layers" not in config:
+        raise TypeError(
+            f"The strict export check needs a functional model; {model.name!r} "
+            f"({type(model).__name__}) has no readable layer graph. Fix: pass strict=False."
+        )
+    inputs_of, consumers_of, order = {}, {}, []
+    for entry in config["layers"]:
+        name = entry["name"]
+        order.append(name)
+        consumers_of.setdefault(name, [])
+        nodes = entry["inbound_nodes"]
+        inputs_of[name] = [inbound[0] for inbound in nodes[0]] if nodes else []
+        for node in nodes:
+            for inbound in node:
+                consumers_of.setdefault(inbound[0], []).append(name)
+    return inputs_of, consumers_of, order
+
+
+class _Topology:
+    """The layer graph of one model, with the walks the rules take through it."""
+
+    def __init__(self, model):
+        self.inputs_of, self.consumers_of, self.order = _layer_edges(model)
+        self.layer = model.get_layer
+
+    def skip_identity(self, name: str) -> str:
+        while isinstance(self.layer(name), tf.keras.layers.Dropout) and self.inputs_of[name]:
+            name = self.inputs_of[name][0]
+        return name
+
+    def single_use(self, name: str) -> bool:
+        return len(self.consumers_of[name]) == 1
+
+    def bitpackable(self, source: str) -> bool:
+        # Ideal topology: binary conv -> BN / MaxPool (any order) -> binary conv needs no
+        # quantize, because conv -> BN -> MaxPool with pad_values=1 keeps it bitpacked.
+        name = source
+        pass_through = (tf.keras.layers.MaxPooling2D, tf.keras.layers.BatchNormalization)
+        while isinstance(self.layer(name), pass_through):
+            if not self.single_use(name):
+                return False
+            name = self.skip_identity(self.inputs_of[name][0])
+        return is_binary_conv(self.layer(name)) and self.single_use(name)
+
+    def feeds_binary_conv(self, name: str) -> bool:
+        while self.single_use(name):
+            name = self.consumers_of[name][0]
+            if is_binary_conv(self.layer(name)):
+                return True
+            pass_through = (tf.keras.layers.Dropout, tf.keras.layers.MaxPooling2D)
+            if not isinstance(self.layer(name), pass_through):
+                return False
+        return False
+
+
+def _binary_layers(topology: _Topology):
+    """(binary convs, quantize sources, binary layers LCE keeps in float), in layer order."""
+    binary_convs, sources, float_binary = [], [], []
+    for name in topology.order:
+        current = topology.layer(name)
+        if is_binary_conv(current):
+            binary_convs.append(name)
+            source = topology.skip_identity(topology.inputs_of[name][0])
+            if source not in sources and not topology.bitpackable(source):
+                sources.append(source)
+        elif binarization.is_binary_layer(current):
+            float_binary.append(name)
+    return binary_convs, sources, float_binary
+
+
+def _batchnorm_placement(topology: _Topology):
+    """(BatchNorms that must fold into a binary conv, BatchNorms that stay float)."""
+    folded, float_bn = [], []
+    for name in topology.order:
+        is_bn = isinstance(topology.layer(name), tf.keras.layers.BatchNormalization)
+        if is_bn and topology.inputs_of[name]:
+            producer = topology.inputs_of[name][0]
+            after_bconv = is_binary_conv(topology.layer(producer)) and topology.single_use(producer)
+            if after_bconv or topology.feeds_binary_conv(name):
+                folded.append(name)
+            else:
+                float_bn.append(name)
+    return folded, float_bn
+
+
+def _chain_tentacles(topology: _Topology) -> List[int]:
+    tentacles_with_merge, tentacles = set(), set()
+    for name in topology.order:
+        index = tentacle_index(name)
+        if index is not None:
+            tentacles.add(index)
+            if isinstance(topology.layer(name), _MERGE_LAYERS):
+                tentacles_with_merge.add(index)
+    return sorted(tentacles - tentacles_with_merge)
+
+
+def topology_needs(model) -> TopologyNeeds:
+    """Count what `model` needs after an arm conversion (no conversion is run)."""
+    topology = _Topology(model)
+    binary_convs, sources, float_binary = _binary_layers(topology)
+    folded, float_bn = _batchnorm_placement(topology)
+    return TopologyNeeds(
+        binary_convs=binary_convs,
+        quantize_sources=sources,
+        unfoldable_ok_bn=float_bn,
+        folded_bn=folded,
+        float_binary_weight_layers=float_binary,
+        chain_tentacles=_chain_tentacles(topology),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Violations
+
+
+def unsupported_op_problems(graph: FlatbufferGraph, layer_names=()) -> List[str]:
+    """Custom ops no runtime here implements, with the layer they come from."""
+    problems = []
+    for op in graph.unknown_custom_ops():
+        owner = layer_of(op, set(layer_names))
+        where = f" from layer {owner!r}" if owner else ""
+        problems.append(
+            f"op {op.op!r} (op {op.index}{where}) is neither a TFLite builtin nor an LCE op, so "
+            "the LCE runtime cannot run the file. Fix: replace that layer with TFLite builtin ops "
+            "(plain Keras layers) or leave it out of the exported model."
+        )
+    return problems
+
+
+def strict_violations(model, flatbuffer, *, target: str = "arm") -> List[str]:
+    """Every way the conversion of `model` falls short of a fully binary tentacle path.
+
+    An empty list means: every binary conv is an LceBconv2d, no float conv or
+    unfolded BatchNorm sits in a tentacle, and (target "arm") there are no more
+    LceQuantize ops than the layers need.
+    """
+    is_graph = isinstance(flatbuffer, FlatbufferGraph)
+    graph = flatbuffer if is_graph else read_flatbuffer(flatbuffer)
+    needs = topology_needs(model)
+    counts = graph.op_counts()
+    problems = _binary_layer_problems(model, needs, counts)
+    problems += _tentacle_op_problems(graph, needs, {layer.name for layer in model.layers})
+    if target == "arm":
+        problems += _quantize_problems(needs, counts)
+    return problems
+
+
+def _binary_layer_problems(model, needs: TopologyNeeds, counts: Dict[str, int]) -> List[str]:
+    """Binary layers that did not become binary ops."""
+    problems = []
+    for name in needs.float_binary_weight_layers:
+        kind = type(model.get_layer(name)).__name__
+        problems.append(
+            f"layer {name!r} ({kind}) has a binary kernel that LCE cannot run as a binary op "
+            "(LCE has no binary dense op and needs a binary input quantizer): its weights stay "
+            "float32 in the .tflite. Fix: use a QuantConv2D with input_quantizer='ste_sign' "
+            "(a dense layer becomes a 1x1 conv on a 1x1 map)."
+        )
+    bconvs = counts.get("LceBconv2d", 0)
+    if needs.binary_convs and not any(counts.get(name) for name in LCE_OPS):
+        problems.append(
+            f"the .tflite has no LCE op at all although the model has {len(needs.binary_convs)} "
+            "binary convs: it was converted with the stock TFLite converter, so every binary "
+            "conv runs as a float conv. Fix: convert with lt.export (Larq Compute Engine)."
+        )
+    elif bconvs != len(needs.binary_convs):
+        problems.append(
+            f"the model has {len(needs.binary_convs)} binary convs but the .tflite has {bconvs} "
+            "LceBconv2d ops: some binary convs were not converted to binary ops. Fix: use "
+            "QuantConv2D(input_quantizer='ste_sign', kernel_quantizer='magnitude_aware_sign' or "
+            "'ste_sign', pad_values=1.0 for padding='same')."
+        )
+    return problems
+
+
+def _tentacle_op_problems(graph: FlatbufferGraph, needs: TopologyNeeds, layer_names: set):
+    """Float convs and unfolded arithmetic inside the tentacles."""
+    problems = []
+    for op in graph.operators:
+        owner = layer_of(op, layer_names)
+        index = tentacle_index(owner) if owner else None
+        if index is None:
+            continue
+        if op.op in FLOAT_COMPUTE_OPS:
+            problems.append(
+                f"float {op.op} (op {op.index}, from layer {owner!r}) inside tentacle {index}: "
+                "tentacle convs must be LceBconv2d."
+            )
+        elif op.op in FLOAT_ARITHMETIC_OPS:
+            if owner in needs.folded_bn:
+                problems.append(
+                    f"float {op.op} (op {op.index}) from BatchNorm {owner!r} in tentacle {index}: "
+                    "it was not folded into a binary conv. Fix: put BatchNorm right after the "
+                    "QuantConv2D (conv -> BN -> MaxPool), with no other consumer of the conv."
+                )
+            elif index in needs.chain_tentacles and owner not in needs.unfoldable_ok_bn:
+                problems.append(
+                    f"float {op.op} (op {op.index}, from layer {owner!r}) in chain tentacle "
+                    f"{index}: a chain tentacle should be binary ops only."
+                )
+    return problems
+
+
+def _quantize_problems(needs: TopologyNeeds, counts: Dict[str, int]) -> List[str]:
+    quantizes = counts.get("LceQuantize", 0)
+    expected = len(needs.quantize_sources)
+    if quantizes <= expected:
+        return []
+    return [
+        f"the .tflite has {quantizes} LceQuantize ops but the layers need {expected} (one "
+        f"per float tensor feeding binary convs: {needs.quantize_sources}): some binary "
+        "convs write float output instead of bitpacked output. Fix: pad_values=1.0 for "
+        "'same' padding, no activation on binary convs that feed binary convs, and "
+        "QuantConv2D -> BatchNorm -> MaxPool order."
+    ]

@@ -1,0 +1,109 @@
+"""Export the model of a training workdir (a run folder written by `lt.train`).
+
+The run folder has everything `export` needs besides the model: its
+preprocessing.json, config.json (model name, dataset location) and the test
+images of its dataset for the parity check.
+"""
+
+import json
+import os
+import warnings
+
+import numpy as np
+
+from larq_tentacle.deploy.exporting import ExportResult, export
+from larq_tentacle.utils import validation
+
+WORKDIR_MODELS = ("best_model.h5", "last_model.h5")
+
+
+def export_workdir(
+    workdir,
+    *,
+    output=None,
+    sample="auto",
+    num_samples: int = 64,
+    data_dir=None,
+    **export_options,
+) -> ExportResult:
+    """Export the best model of a training workdir (issue-3 layout) with its preprocessing.
+
+    # Arguments
+        workdir: a folder written by `lt.train` (best_model.h5 or last_model.h5,
+            preprocessing.json, config.json).
+        output: the `.tflite` to write (default `<workdir>/<workdir name>.tflite`).
+        sample: preprocessed images for the parity check, "auto" (the first
+            `num_samples` test images of the run's dataset, if it loads here; else
+            random inputs only) or None (random inputs only).
+        data_dir: where the dataset lives (default: the run's config.json).
+        **export_options: passed to `export` (fused, strict, target, atol, ...).
+    """
+    workdir = os.fspath(workdir)
+    if not os.path.isdir(workdir):
+        raise FileNotFoundError(
+            f"No workdir at {workdir!r}. Fix: pass the --workdir of a training run."
+        )
+    models = [
+        os.path.join(workdir, name)
+        for name in WORKDIR_MODELS
+        if os.path.isfile(os.path.join(workdir, name))
+    ]
+    if not models:
+        raise FileNotFoundError(
+            f"{workdir!r} has none of {list(WORKDIR_MODELS)}: training has not saved a model yet. "
+            "Fix: let apps/train.py finish at least one epoch, or pass a saved model instead."
+        )
+    config = _read_json(os.path.join(workdir, "config.json")) or {}
+    preprocessing_file = os.path.join(workdir, "preprocessing.json")
+    preprocessing = _read_json(preprocessing_file) if os.path.isfile(preprocessing_file) else None
+    from larq_tentacle.core.serialization import load_model
+
+    model = load_model(models[0], compile=False)
+    name = os.path.basename(os.path.normpath(os.path.abspath(workdir)))
+    output = os.fspath(output) if output is not None else os.path.join(workdir, f"{name}.tflite")
+    if isinstance(sample, str) and sample == "auto":
+        sample = _workdir_sample(preprocessing, num_samples, data_dir or config.get("data_dir"))
+    elif isinstance(sample, (str, os.PathLike)):
+        sample = np.load(os.fspath(sample), allow_pickle=False)
+    export_options.setdefault("model_name", _run_name(config, model))
+    export_options.setdefault("source", os.path.abspath(models[0]))
+    return export(model, output, sample=sample, preprocessing=preprocessing, **export_options)
+
+
+def _read_json(path):
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)
+
+
+def _run_name(config: dict, model) -> str:
+    if config.get("model"):
+        precision = config.get("precision", "binary")
+        if precision == "float":
+            return f"{config['model']}_fp32"
+        return f"{config['model']}_tentacles{config.get('tentacles', 1)}"
+    return model.name
+
+
+def _workdir_sample(preprocessing, num_samples: int, data_dir):
+    """The run's first test images, or None (random inputs only) when the data is not here."""
+    num_samples = validation.positive_int("num_samples", num_samples)
+    if not isinstance(preprocessing, dict) or not preprocessing.get("dataset"):
+        return None
+    try:
+        from larq_tentacle.data import datasets as data
+
+        raw = data.load_raw(preprocessing["dataset"], data_dir=data_dir)
+        # The run's own normalization, not one recomputed here.
+        return data.preprocess_images(raw.x_test[:num_samples], preprocessing)
+    # load_raw raises FileNotFoundError offline / without the files, ValueError for a dataset
+    # this version does not know, ImportError without tensorflow-datasets: random inputs
+    # still verify.
+    except (OSError, ValueError, ImportError) as error:
+        warnings.warn(
+            f"Could not load {preprocessing['dataset']!r} for the parity check ({error}); "
+            "verifying on random inputs only.",
+            stacklevel=3,
+        )
+        return None

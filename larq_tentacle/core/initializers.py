@@ -15,6 +15,16 @@ import tensorflow as tf
 from larq_tentacle.utils.validation import positive_int
 
 
+def derive_seed(*parts: int) -> int:
+    """A seed in [0, 2**31) derived from integers, e.g. (base seed, tentacle, layer position).
+
+    Different parts give unrelated seeds (numpy's SeedSequence mixing), so tentacles
+    and ensemble members built from one base seed start from different weights.
+    """
+    state = np.random.SeedSequence([int(part) for part in parts]).generate_state(1)[0]
+    return int(state >> 1)
+
+
 def sylvester_hadamard(order: int) -> np.ndarray:
     """The ±1 Hadamard matrix of `order` (a power of two) by Sylvester's construction."""
     order = positive_int("order", order)

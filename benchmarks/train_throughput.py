@@ -3,12 +3,12 @@
 Forms, all with the same weights and the same maths (tests/test_fusion.py):
   branched  n separate tentacles (lt.build), the naive graph;
   grouped   fused, Keras's grouped QuantConv2D (XLA-compiled), the export form;
-  split     fused, each grouped conv computed as n convs on channel slices;
-  einsum    fused, 1x1 grouped convs as one batched matmul, others as "split";
   <form>_xla  the same graph with the whole train step XLA-compiled
             (`model.compile(jit_compile=True)`), e.g. branched_xla.
-The fused forms also merge the n first tentacle convs into one conv with n·F
-filters and run BatchNorm/pooling once over n·F channels.
+The fused form also merges the n first tentacle convs into one conv with n·F
+filters and runs BatchNorm/pooling once over n·F channels. (The fused CPU forms
+"split" and "einsum" of earlier runs were dropped: slower than branched at every n,
+docs/performance.md.)
 
 Configurations are interleaved: every repetition runs each (n, form) once, so
 a change in machine load hits all of them alike. Reported: median, min and max
@@ -37,7 +37,7 @@ from larq_tentacle.utils import atomic  # noqa: E402
 from larq_tentacle.core import fusion  # noqa: E402
 from larq_tentacle.utils.tables import markdown_table  # noqa: E402
 
-BASE_FORMS = ("branched", "grouped", "split", "einsum")
+BASE_FORMS = ("branched", "grouped")
 FORMS = BASE_FORMS + tuple(f"{form}_xla" for form in BASE_FORMS)
 
 
@@ -82,7 +82,7 @@ def configurations(args):
 def make_model(model_name, n, form, input_shape):
     branched = lt.build(model_name, tentacles=n, input_shape=input_shape, init="copy")
     graph = form.replace("_xla", "")
-    model = branched if graph == "branched" else fusion.fuse(branched, implementation=graph, check_lce=False)
+    model = branched if graph == "branched" else fusion.fuse(branched, check_lce=False)
     model.compile(
         optimizer=tf.keras.optimizers.Adam(1e-3),
         loss="sparse_categorical_crossentropy",
@@ -100,7 +100,7 @@ def forward_macs(model) -> int:
     """
     total = 0
     for layer in model.layers:
-        # the fused forms' layers (TentacleConv2D, SharedGroupConv2D) are Conv2D subclasses
+        # the fused form's SharedGroupConv2D is a Conv2D subclass
         if isinstance(layer, tf.keras.layers.Conv2D):
             kernel = layer.kernel.shape  # (kh, kw, in / groups, out)
             out_h, out_w = layer.output.shape[1:3]

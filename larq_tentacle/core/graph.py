@@ -60,7 +60,7 @@ class LayerGraph:
         self.input_names = [entry[0] for entry in config["input_layers"]]
         self.output_names = [entry[0] for entry in config["output_layers"]]
         if not shared_layers:
-            self._require_one_input_and_output()
+            self.require_one_input_and_output()
         self.names: List[str] = []
         self.calls_of: Dict[str, List[List[Ref]]] = {}
         self.inputs_of: Dict[str, List[str]] = {}
@@ -73,13 +73,13 @@ class LayerGraph:
     @property
     def input_name(self) -> str:
         """The model's one input layer (a ValueError for a model with several)."""
-        self._require_one_input_and_output()
+        self.require_one_input_and_output()
         return self.input_names[0]
 
     @property
     def output_name(self) -> str:
         """The model's one output layer (a ValueError for a model with several)."""
-        self._require_one_input_and_output()
+        self.require_one_input_and_output()
         return self.output_names[0]
 
     def layer(self, name: str) -> tf.keras.layers.Layer:
@@ -93,7 +93,8 @@ class LayerGraph:
         """Every layer whose output reaches `name` (through first calls)."""
         return self._reachable(name, self.inputs_of)
 
-    def _require_one_input_and_output(self):
+    def require_one_input_and_output(self):
+        """A ValueError naming the counts unless the model has one input and one output."""
         if len(self.input_names) != 1 or len(self.output_names) != 1:
             raise ValueError(
                 f"{self.where} supports models with one input and one output; "

@@ -133,7 +133,8 @@ def test_models_saved_with_a_dropped_training_form_still_load(round_trips, tmp_p
     config = fused.get_config()
     for entry in config["layers"]:
         if entry["class_name"] == "QuantConv2D" and entry["config"]["groups"] > 1:
-            entry.update(class_name="TentacleConv2D", registered_name="larq_tentacle>TentacleConv2D")
+            registered = "larq_tentacle>TentacleConv2D"
+            entry.update(class_name="TentacleConv2D", registered_name=registered)
             entry.pop("module", None)
             entry["config"]["implementation"] = "einsum"
     legacy = tf.keras.Model.from_config(config)

@@ -6,8 +6,8 @@ from typing import Callable, Dict, Optional, Tuple
 
 import tensorflow as tf
 
-from larq_tentacle.utils import validation
 from larq_tentacle.core.template import INITS, tentaclize
+from larq_tentacle.utils import validation
 
 PRECISIONS = ("binary", "float")
 
@@ -120,5 +120,10 @@ def build(
     if precision == "float":
         return float_model
     return tentaclize(
-        float_model, tentacles=tentacles, init=init, seed=seed, name=f"{name}_tentacles{tentacles}", fused=fused
+        float_model,
+        tentacles=tentacles,
+        init=init,
+        seed=seed,
+        name=f"{name}_tentacles{tentacles}",
+        fused=fused,
     )

@@ -21,7 +21,9 @@ def paper_size_bits(model: tf.keras.Model) -> int:
         if not binarization.is_weight_layer(layer):
             continue
         per_parameter = 1 if binarization.is_binary_layer(layer) else 32
-        bits += per_parameter * sum(int(w.shape.num_elements()) for w in layer.weights if _counted(w))
+        bits += per_parameter * sum(
+            int(w.shape.num_elements()) for w in layer.weights if _counted(w)
+        )
     return bits
 
 

@@ -26,8 +26,18 @@ form (and states LCE's width rule); `unfusing` builds the branched form back;
 own layers are in `larq_tentacle.core.fused_layers`.
 """
 
-from larq_tentacle.core.fusion.choosing import AUTO_CHOICE, IMPLEMENTATIONS, device_kind, resolve_fused
-from larq_tentacle.core.fusion.fusing import LCE_GROUP_CHANNELS, GroupProblem, fuse, lce_group_problems
+from larq_tentacle.core.fusion.choosing import (
+    AUTO_CHOICE,
+    IMPLEMENTATIONS,
+    device_kind,
+    resolve_fused,
+)
+from larq_tentacle.core.fusion.fusing import (
+    LCE_GROUP_CHANNELS,
+    GroupProblem,
+    fuse,
+    lce_group_problems,
+)
 from larq_tentacle.core.fusion.plan import fused_tentacles, is_fused
 from larq_tentacle.core.fusion.unfusing import unfuse
 

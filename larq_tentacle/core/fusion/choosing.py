@@ -39,5 +39,5 @@ def resolve_fused(fused) -> Tuple[bool, str]:
 
 
 def device_kind() -> str:
-    """"gpu" when TensorFlow sees a GPU, else "cpu" (the keys of `AUTO_CHOICE`)."""
+    """The key of `AUTO_CHOICE` for this device: "gpu" when TensorFlow sees one, else "cpu"."""
     return "gpu" if tf.config.list_logical_devices("GPU") else "cpu"

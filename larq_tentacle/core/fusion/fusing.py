@@ -211,7 +211,10 @@ class _FusedBuilder:
             new = self._grouped_conv(layer, block, name)
         elif isinstance(layer, PER_CHANNEL):
             new = clone_layer(layer, name)
-            if isinstance(layer, tf.keras.layers.BatchNormalization) and layer.axis not in ([-1], [3]):
+            if isinstance(layer, tf.keras.layers.BatchNormalization) and layer.axis not in (
+                [-1],
+                [3],
+            ):
                 why = f"its BatchNormalization axis {layer.axis} is not the channel axis"
                 refuse_layer(layer, self.model, why)
         elif isinstance(layer, RESHAPES):
@@ -231,7 +234,9 @@ class _FusedBuilder:
         if config.get("groups", 1) != 1 or config.get("data_format") != "channels_last":
             refuse_layer(layer, self.model, "it is already grouped or not channels_last")
         grouped = self.plan.grouped(block) and self.n > 1
-        config.update(name=name, filters=self.n * config["filters"], groups=self.n if grouped else 1)
+        config.update(
+            name=name, filters=self.n * config["filters"], groups=self.n if grouped else 1
+        )
         return lq.layers.QuantConv2D.from_config(config)
 
     def _widened_reshape(self, layer, name: str):
@@ -249,7 +254,7 @@ class _FusedBuilder:
         return clone_layer(layer, name, target_shape=target)
 
     def _head_layer(self, layer, calls: List[List[Ref]]):
-        """A head layer that reads the tentacles: the concatenation or a per-tentacle shared layer."""
+        """A head layer reading the tentacles: the concatenation or a per-tentacle shared layer."""
         n = self.n
         found = [[self._tentacle_of(ref) for ref in call] for call in calls]
         if isinstance(layer, tf.keras.layers.Concatenate):

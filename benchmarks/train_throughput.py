@@ -3,12 +3,12 @@
 Forms, all with the same weights and the same maths (tests/test_fusion.py):
   branched  n separate tentacles (lt.build), the naive graph;
   grouped   fused, Keras's grouped QuantConv2D (XLA-compiled), the export form;
-  split     fused, each grouped conv computed as n convs on channel slices;
-  einsum    fused, 1x1 grouped convs as one batched matmul, others as "split";
   <form>_xla  the same graph with the whole train step XLA-compiled
             (`model.compile(jit_compile=True)`), e.g. branched_xla.
-The fused forms also merge the n first tentacle convs into one conv with n·F
-filters and run BatchNorm/pooling once over n·F channels.
+The fused form also merges the n first tentacle convs into one conv with n·F
+filters and runs BatchNorm/pooling once over n·F channels. (The fused CPU forms
+"split" and "einsum" of earlier runs were dropped: slower than branched at every n,
+docs/performance.md.)
 
 Configurations are interleaved: every repetition runs each (n, form) once, so
 a change in machine load hits all of them alike. Reported: median, min and max
@@ -30,27 +30,41 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
 import larq_tentacle as lt  # noqa: E402  (selects Keras 2 before TensorFlow loads)
+
+# isort: split
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from larq_tentacle.utils import atomic  # noqa: E402
 from larq_tentacle.core import fusion  # noqa: E402
+from larq_tentacle.utils import atomic  # noqa: E402
 from larq_tentacle.utils.tables import markdown_table  # noqa: E402
 
-BASE_FORMS = ("branched", "grouped", "split", "einsum")
+BASE_FORMS = ("branched", "grouped")
 FORMS = BASE_FORMS + tuple(f"{form}_xla" for form in BASE_FORMS)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="nin", choices=lt.list_models())
     parser.add_argument("--n", default="1,3,5,8", help="comma-separated tentacle counts")
-    parser.add_argument("--forms", default=",".join(BASE_FORMS), help=f"comma-separated, from {FORMS}")
+    parser.add_argument(
+        "--forms", default=",".join(BASE_FORMS), help=f"comma-separated, from {FORMS}"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--input-size", type=int, default=None, help="square input side (default: the model's)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed rounds over all configurations")
-    parser.add_argument("--steps", type=int, default=3, help="timed train steps per configuration and round")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (tracing, XLA compilation)")
+    parser.add_argument(
+        "--input-size", type=int, default=None, help="square input side (default: the model's)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed rounds over all configurations"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=3, help="timed train steps per configuration and round"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="untimed steps first (tracing, XLA compilation)"
+    )
     parser.add_argument(
         "--max-n",
         default="",
@@ -82,7 +96,7 @@ def configurations(args):
 def make_model(model_name, n, form, input_shape):
     branched = lt.build(model_name, tentacles=n, input_shape=input_shape, init="copy")
     graph = form.replace("_xla", "")
-    model = branched if graph == "branched" else fusion.fuse(branched, implementation=graph, check_lce=False)
+    model = branched if graph == "branched" else fusion.fuse(branched, check_lce=False)
     model.compile(
         optimizer=tf.keras.optimizers.Adam(1e-3),
         loss="sparse_categorical_crossentropy",
@@ -100,7 +114,7 @@ def forward_macs(model) -> int:
     """
     total = 0
     for layer in model.layers:
-        # the fused forms' layers (TentacleConv2D, SharedGroupConv2D) are Conv2D subclasses
+        # the fused form's SharedGroupConv2D is a Conv2D subclass
         if isinstance(layer, tf.keras.layers.Conv2D):
             kernel = layer.kernel.shape  # (kh, kw, in / groups, out)
             out_h, out_w = layer.output.shape[1:3]
@@ -140,7 +154,11 @@ def run(args) -> dict:
     x = rng.normal(size=(args.batch_size,) + tuple(input_shape)).astype(np.float32)
     y = rng.integers(0, spec.num_classes, size=args.batch_size)
     configs = configurations(args)
-    print(f"{device_description()}; {args.model} {input_shape} batch {args.batch_size}; {len(configs)} configurations", flush=True)
+    print(
+        f"{device_description()}; {args.model} {input_shape} batch {args.batch_size}; "
+        f"{len(configs)} configurations",
+        flush=True,
+    )
 
     models, macs = {}, {}
     for n, form in configs:
@@ -149,14 +167,16 @@ def run(args) -> dict:
         macs[(n, form)] = forward_macs(models[(n, form)])
         for _ in range(args.warmup):
             models[(n, form)].train_on_batch(x, y)
-        print(f"  built + warmed up n={n} {form} in {time.perf_counter() - start:.1f} s", flush=True)
+        print(
+            f"  built + warmed up n={n} {form} in {time.perf_counter() - start:.1f} s", flush=True
+        )
 
     ceiling = matmul_gflops()
     print(f"  float32 matmul 2048x2048: {ceiling:.1f} GFLOP/s (ceiling for the table)", flush=True)
     samples = {config: [] for config in configs}
     for repeat in range(args.repeats):
         # rotate the order so no configuration always runs first after a pause
-        order = configs[repeat % len(configs):] + configs[: repeat % len(configs)]
+        order = configs[repeat % len(configs) :] + configs[: repeat % len(configs)]
         for n, form in order:
             model = models[(n, form)]
             start = time.perf_counter()
@@ -166,8 +186,21 @@ def run(args) -> dict:
             samples[(n, form)].append(rate)
             print(f"  round {repeat + 1}/{args.repeats} n={n} {form}: {rate:.2f} img/s", flush=True)
         if args.out:  # results so far survive an interrupted run
-            write(summarize(args, input_shape, configs, samples, rounds=repeat + 1, macs=macs, ceiling=ceiling), args.out)
-    return summarize(args, input_shape, configs, samples, rounds=args.repeats, macs=macs, ceiling=ceiling)
+            write(
+                summarize(
+                    args,
+                    input_shape,
+                    configs,
+                    samples,
+                    rounds=repeat + 1,
+                    macs=macs,
+                    ceiling=ceiling,
+                ),
+                args.out,
+            )
+    return summarize(
+        args, input_shape, configs, samples, rounds=args.repeats, macs=macs, ceiling=ceiling
+    )
 
 
 def summarize(args, input_shape, configs, samples, *, rounds: int, macs=None, ceiling=None) -> dict:
@@ -182,7 +215,9 @@ def summarize(args, input_shape, configs, samples, *, rounds: int, macs=None, ce
                 median=statistics.median(values),
                 min=min(values),
                 max=max(values),
-                vs_branched=statistics.median(values) / statistics.median(base) if base else float("nan"),
+                vs_branched=statistics.median(values) / statistics.median(base)
+                if base
+                else float("nan"),
                 forward_gmac=(macs or {}).get((n, form), 0) / 1e9,
                 # forward + two backward convolutions, 2 FLOPs per MAC
                 train_gflops=6 * (macs or {}).get((n, form), 0) * statistics.median(values) / 1e9,
@@ -214,14 +249,23 @@ def to_markdown(result: dict) -> str:
     table = markdown_table(
         result["rows"],
         ["n", "form", "median", "min", "max", "vs_branched", "forward_gmac", "train_gflops"],
-        ["n", "form", "median img/s", "min", "max", "median / branched", "forward GMAC/img", "≈ GFLOP/s reached"],
+        [
+            "n",
+            "form",
+            "median img/s",
+            "min",
+            "max",
+            "median / branched",
+            "forward GMAC/img",
+            "≈ GFLOP/s reached",
+        ],
     )
     return (
         f"Training throughput, {result['model']} {tuple(result['input_shape'])}, batch "
         f"{result['batch_size']}, {result['device']}; {result['repeats']} interleaved rounds of "
         f"{result['steps']} train_on_batch steps. A float32 2048x2048 matmul reached "
-        f"{result.get('matmul_gflops') or float('nan'):.1f} GFLOP/s on the same device in the same run "
-        f"(the ceiling for the last column).\n\n{table}\n"
+        f"{result.get('matmul_gflops') or float('nan'):.1f} GFLOP/s on the same device in the "
+        f"same run (the ceiling for the last column).\n\n{table}\n"
     )
 
 

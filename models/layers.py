@@ -13,10 +13,17 @@ def batch_norm(name: str, *, affine: bool = True) -> tf.keras.layers.BatchNormal
     )
 
 
-def conv_bn_relu(x, filters: int, kernel_size, block: str, *, strides=1, use_bias=True, affine=True, relu=True):
+def conv_bn_relu(
+    x, filters: int, kernel_size, block: str, *, strides=1, use_bias=True, affine=True, relu=True
+):
     """Conv2D -> BatchNorm -> ReLU, named conv<block>, bn<block>, relu<block>."""
     x = tf.keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, padding="same", use_bias=use_bias, name=f"conv{block}"
+        filters,
+        kernel_size,
+        strides=strides,
+        padding="same",
+        use_bias=use_bias,
+        name=f"conv{block}",
     )(x)
     x = batch_norm(f"bn{block}", affine=affine)(x)
     if relu:

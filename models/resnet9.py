@@ -32,12 +32,18 @@ def _basic_block(x, filters: int, stage: int, *, strides: int, projection_shortc
             )
             for branch in ("p", "q")[:projection_shortcuts]
         ]
-        shortcut = projections[0] if len(projections) == 1 else tf.keras.layers.Add(name=f"proj{stage}")(projections)
+        shortcut = (
+            projections[0]
+            if len(projections) == 1
+            else tf.keras.layers.Add(name=f"proj{stage}")(projections)
+        )
     y = tf.keras.layers.Add(name=f"add{stage}")([y, shortcut])
     return tf.keras.layers.ReLU(name=f"relu{stage}")(y)
 
 
-def resnet9(*, num_classes: int = 100, input_shape=(32, 32, 3), projection_shortcuts: int = 1) -> tf.keras.Model:
+def resnet9(
+    *, num_classes: int = 100, input_shape=(32, 32, 3), projection_shortcuts: int = 1
+) -> tf.keras.Model:
     if projection_shortcuts not in (1, 2) or isinstance(projection_shortcuts, bool):
         raise ValueError(
             f"Expected `projection_shortcuts` to be 1 (the natural ResNet) or 2 (reproduces the "
@@ -46,7 +52,9 @@ def resnet9(*, num_classes: int = 100, input_shape=(32, 32, 3), projection_short
     inputs = tf.keras.Input(shape=input_shape, name="image")
     x = conv_bn_relu(inputs, 64, 3, "1", use_bias=False)
     for stage, (filters, strides) in enumerate([(64, 1), (128, 2), (256, 2), (512, 2)], start=2):
-        x = _basic_block(x, filters, stage, strides=strides, projection_shortcuts=projection_shortcuts)
+        x = _basic_block(
+            x, filters, stage, strides=strides, projection_shortcuts=projection_shortcuts
+        )
     x = tf.keras.layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = tf.keras.layers.Dense(num_classes, activation="softmax", name="fc")(x)
     return tf.keras.Model(inputs, outputs, name="resnet9")

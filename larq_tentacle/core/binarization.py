@@ -26,7 +26,9 @@ PAD_VALUES = 1.0
 
 # Activations whose outputs are never negative: in front of a sign() they make
 # the binary activation constant +1, so the template drops them there.
-NON_NEGATIVE_ACTIVATIONS = frozenset({"relu", "relu6", "sigmoid", "softplus", "hard_sigmoid", "exponential"})
+NON_NEGATIVE_ACTIVATIONS = frozenset(
+    {"relu", "relu6", "sigmoid", "softplus", "hard_sigmoid", "exponential"}
+)
 
 
 def binary_conv_config(
@@ -60,7 +62,15 @@ def is_binary_layer(layer) -> bool:
 
 def is_weight_layer(layer) -> bool:
     """Conv/Dense layers: the ones whose kernels and biases the paper counts."""
-    return isinstance(layer, (tf.keras.layers.Conv2D, tf.keras.layers.Dense, lq.layers.QuantConv2D, lq.layers.QuantDense))
+    return isinstance(
+        layer,
+        (
+            tf.keras.layers.Conv2D,
+            tf.keras.layers.Dense,
+            lq.layers.QuantConv2D,
+            lq.layers.QuantDense,
+        ),
+    )
 
 
 def activation_name(layer) -> str:

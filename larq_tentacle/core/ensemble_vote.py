@@ -28,7 +28,9 @@ class EnsembleVote(tf.keras.layers.Layer):
     Ties in a vote go to the lowest class index (argmax), in Keras and TFLite alike.
     """
 
-    def __init__(self, vote: str = "average", member_weights: Optional[Sequence[float]] = None, **kwargs):
+    def __init__(
+        self, vote: str = "average", member_weights: Optional[Sequence[float]] = None, **kwargs
+    ):
         super().__init__(**kwargs)
         self.vote = validation.choice("vote", vote, VOTES)
         if self.vote == "weighted":
@@ -39,7 +41,8 @@ class EnsembleVote(tf.keras.layers.Layer):
                 )
             if any(not np.isfinite(w) or w < 0 for w in member_weights) or sum(member_weights) <= 0:
                 raise ValueError(
-                    f"member_weights must be finite, >= 0 and not all 0, got {list(member_weights)!r}."
+                    "member_weights must be finite, >= 0 and not all 0, "
+                    f"got {list(member_weights)!r}."
                 )
         self.member_weights = None if member_weights is None else [float(w) for w in member_weights]
 
@@ -53,7 +56,9 @@ class EnsembleVote(tf.keras.layers.Layer):
         stacked = tf.stack(members, axis=1)  # (batch, members, classes)
         if self.vote == "average":
             return tf.reduce_mean(stacked, axis=1)
-        votes = tf.one_hot(tf.argmax(stacked, axis=-1), depth=stacked.shape[-1], dtype=stacked.dtype)
+        votes = tf.one_hot(
+            tf.argmax(stacked, axis=-1), depth=stacked.shape[-1], dtype=stacked.dtype
+        )
         if self.vote == "majority":
             return tf.reduce_mean(votes, axis=1)
         weights = np.asarray(self.member_weights, dtype=np.float32)
@@ -61,14 +66,21 @@ class EnsembleVote(tf.keras.layers.Layer):
         return tf.reduce_sum(votes * weights[tf.newaxis, :, tf.newaxis], axis=1)
 
     def compute_output_shape(self, input_shape):
-        first = input_shape[0] if isinstance(input_shape, (list, tuple)) and isinstance(input_shape[0], (list, tuple, tf.TensorShape)) else input_shape
+        first = (
+            input_shape[0]
+            if isinstance(input_shape, (list, tuple))
+            and isinstance(input_shape[0], (list, tuple, tf.TensorShape))
+            else input_shape
+        )
         return tf.TensorShape(first)
 
     def get_config(self):
         return {**super().get_config(), "vote": self.vote, "member_weights": self.member_weights}
 
 
-def combine(probabilities, *, vote: str, member_weights: Optional[Sequence[float]] = None) -> np.ndarray:
+def combine(
+    probabilities, *, vote: str, member_weights: Optional[Sequence[float]] = None
+) -> np.ndarray:
     """NumPy twin of `EnsembleVote`: (members, batch, classes) probabilities -> (batch, classes).
 
     Lets a sweep score every prefix of a trained pool without rebuilding graphs.
@@ -76,7 +88,9 @@ def combine(probabilities, *, vote: str, member_weights: Optional[Sequence[float
     vote = validation.choice("vote", vote, VOTES)
     stacked = np.asarray(probabilities, dtype=np.float64)
     if stacked.ndim != 3:
-        raise ValueError(f"Expected probabilities shaped (members, batch, classes), got {stacked.shape}.")
+        raise ValueError(
+            f"Expected probabilities shaped (members, batch, classes), got {stacked.shape}."
+        )
     if vote == "average":
         return stacked.mean(axis=0)
     votes = np.eye(stacked.shape[-1])[stacked.argmax(axis=-1)]  # (members, batch, classes)

@@ -1,19 +1,14 @@
-"""Layers of the fused TentacleNet form (see `larq_tentacle.fusion`).
+"""Layers of the fused TentacleNet form (see `larq_tentacle.core.fusion`).
 
 In the fused form the n tentacles run as one network whose binary convs hold all n
-tentacles' kernels: a `QuantConv2D` with n·F filters and `groups=n`. Two things
-need layers of their own:
+tentacles' kernels: a plain `lq.layers.QuantConv2D` with n·F filters and `groups=n`.
+Two layers of its own remain:
 
-* `TentacleConv2D` is that grouped binary conv with a choice of how TensorFlow
-  computes it while training. The weights (and so the export) are the same for
-  every choice; only the speed differs. Keras runs every grouped conv through XLA
-  (`jit_compile=True`), whose CPU backward pass is several times slower than n
-  separate convs, so the other implementations avoid it. (TensorFlow's own
-  grouped conv2d without XLA is no option: grappler fuses it with the bias into
-  `_FusedConv2D`, which refuses groups on CPU.)
 * `SharedGroupConv2D` is head variant "a"'s float conv, which the branched form
   applies to each tentacle with one shared kernel: here it is applied to each
   channel group of the fused tensor, so its weights are counted once.
+* `TentacleConv2D` only loads fused models saved before its CPU training forms
+  ("split", "einsum") were dropped; `fuse` no longer makes it.
 """
 
 import larq as lq
@@ -21,68 +16,26 @@ import tensorflow as tf
 
 from larq_tentacle.utils.validation import choice, positive_int
 
-IMPLEMENTATIONS = ("grouped", "split", "einsum")
-"""How `TentacleConv2D` computes a grouped conv:
-
-* "grouped": Keras's own grouped conv (XLA-compiled); the form LCE converts to one
-  LceBconv2d. `fuse()` exports this one.
-* "split": one conv per group on channel slices, concatenated (the branched
-  computation inside one layer).
-* "einsum": a 1x1 conv as one batched matmul over the group axis; other kernel
-  sizes fall back to "split".
-"""
+LEGACY_IMPLEMENTATIONS = ("grouped", "split", "einsum")
+"""The `implementation` values of `TentacleConv2D` configs saved before they were dropped."""
 
 
 @tf.keras.utils.register_keras_serializable(package="larq_tentacle")
 class TentacleConv2D(lq.layers.QuantConv2D):
-    """A grouped `QuantConv2D` whose training-time computation can be chosen.
+    """A grouped `QuantConv2D`, kept so fused models saved with it still load.
 
-    Identical to `lq.layers.QuantConv2D` (same arguments, weights, quantizers and
-    outputs) plus `implementation`, one of `IMPLEMENTATIONS`.
-
-    !!! example
-        ```python
-        conv = TentacleConv2D(3 * 64, 1, groups=3, implementation="einsum",
-                              input_quantizer="ste_sign",
-                              kernel_quantizer="magnitude_aware_sign",
-                              kernel_constraint="weight_clip")
-        ```
+    It used to offer two CPU training forms of the grouped conv ("split": one conv
+    per group; "einsum": 1x1 convs as one batched matmul). Both trained slower than
+    the branched form at every n measured (docs/performance.md), and they needed a
+    private Keras method, so they were dropped. The weights never depended on the
+    form: a saved `implementation` is accepted and ignored, and the layer computes
+    Keras's grouped conv like `lq.layers.QuantConv2D`. `lt.fuse(model)` (or
+    `lt.unfuse`) turns it into plain `QuantConv2D` layers.
     """
 
     def __init__(self, *args, implementation: str = "grouped", **kwargs):
-        self.implementation = choice("implementation", implementation, IMPLEMENTATIONS)
+        choice("implementation", implementation, LEGACY_IMPLEMENTATIONS)
         super().__init__(*args, **kwargs)
-
-    def _jit_compiled_convolution_op(self, inputs, kernel):
-        # Keras calls this for groups > 1 only; it is where the implementations differ.
-        if self.implementation == "grouped":
-            return super()._jit_compiled_convolution_op(inputs, kernel)
-        if self.implementation == "einsum" and self._is_pointwise():
-            return self._pointwise_einsum(inputs, kernel)
-        inputs_per_group = tf.split(inputs, self.groups, axis=-1)
-        kernels_per_group = tf.split(kernel, self.groups, axis=-1)
-        outputs = [self.convolution_op(x, k) for x, k in zip(inputs_per_group, kernels_per_group)]
-        return tf.concat(outputs, axis=-1)
-
-    def _is_pointwise(self) -> bool:
-        return tuple(self.kernel_size) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
-
-    def _pointwise_einsum(self, inputs, kernel):
-        # A 1x1 conv with stride s reads every s-th pixel, whatever the padding.
-        strides = tuple(self.strides)
-        if strides != (1, 1):
-            inputs = inputs[:, :: strides[0], :: strides[1], :]
-        groups = self.groups
-        per_group_in = kernel.shape[-2]
-        per_group_out = self.filters // groups
-        shape = tf.shape(inputs)
-        grouped = tf.reshape(inputs, [shape[0], shape[1], shape[2], groups, per_group_in])
-        weights = tf.reshape(kernel, [per_group_in, groups, per_group_out])
-        outputs = tf.einsum("bhwgc,cgf->bhwgf", grouped, weights)
-        return tf.reshape(outputs, [shape[0], shape[1], shape[2], self.filters])
-
-    def get_config(self):
-        return {**super().get_config(), "implementation": self.implementation}
 
 
 @tf.keras.utils.register_keras_serializable(package="larq_tentacle")

@@ -15,6 +15,16 @@ import tensorflow as tf
 from larq_tentacle.utils.validation import positive_int
 
 
+def derive_seed(*parts: int) -> int:
+    """A seed in [0, 2**31) derived from integers, e.g. (base seed, tentacle, layer position).
+
+    Different parts give unrelated seeds (numpy's SeedSequence mixing), so tentacles
+    and ensemble members built from one base seed start from different weights.
+    """
+    state = np.random.SeedSequence([int(part) for part in parts]).generate_state(1)[0]
+    return int(state >> 1)
+
+
 def sylvester_hadamard(order: int) -> np.ndarray:
     """The ±1 Hadamard matrix of `order` (a power of two) by Sylvester's construction."""
     order = positive_int("order", order)
@@ -40,7 +50,9 @@ def pseudo_hadamard(fan_in: int, units: int, seed: int) -> np.ndarray:
 
 
 def _sylvester_entries(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """H[rows][:, columns] of the Sylvester matrix without building it: H[i, j] = (-1)^popcount(i & j).
+    """H[rows][:, columns] of the Sylvester matrix without building it.
+
+    H[i, j] = (-1)^popcount(i & j).
 
     The full matrix of a 3x3x512 kernel would have 8192^2 entries; this needs only
     the selected ones.
@@ -95,7 +107,11 @@ class TentacleAverage(tf.keras.initializers.Initializer):
     """
 
     def __init__(self, tentacles: int = 1):
-        if isinstance(tentacles, bool) or not isinstance(tentacles, (int, np.integer)) or tentacles < 1:
+        if (
+            isinstance(tentacles, bool)
+            or not isinstance(tentacles, (int, np.integer))
+            or tentacles < 1
+        ):
             raise ValueError(f"Expected `tentacles` to be an integer >= 1, got {tentacles!r}.")
         self.tentacles = int(tentacles)
 
@@ -103,7 +119,8 @@ class TentacleAverage(tf.keras.initializers.Initializer):
         inputs, classes = (int(d) for d in shape)
         if inputs != self.tentacles * classes:
             raise ValueError(
-                f"TentacleAverage({self.tentacles}) needs a kernel of shape ({self.tentacles}·C, C), got {shape}."
+                f"TentacleAverage({self.tentacles}) needs a kernel of shape "
+                f"({self.tentacles}·C, C), got {shape}."
             )
         kernel = np.tile(np.eye(classes, dtype=np.float32) / self.tentacles, (self.tentacles, 1))
         return tf.constant(kernel, dtype=dtype or tf.float32)

@@ -6,8 +6,8 @@ from typing import Callable, Dict, Optional, Tuple
 
 import tensorflow as tf
 
-from larq_tentacle.utils import validation
 from larq_tentacle.core.template import INITS, tentaclize
+from larq_tentacle.utils import validation
 
 PRECISIONS = ("binary", "float")
 
@@ -83,7 +83,7 @@ def build(
         init: "hadamard" or "copy", see `tentaclize`.
         seed: base seed for the tentacles' initializers.
         fused: False (branched), True (one grouped binary conv per tentacle layer)
-            or "auto", see `tentaclize` and `larq_tentacle.fusion`.
+            or "auto", see `tentaclize` and `larq_tentacle.core.fusion`.
         **model_options: architecture options of the model (e.g. ResNet9's
             `projection_shortcuts`); options given as None keep their defaults, so
             command-line flags left unset do not override them.
@@ -95,17 +95,9 @@ def build(
     tentacles = validation.positive_int(
         "tentacles", tentacles, hint="pass the number of tentacles, e.g. tentacles=3"
     )
-    if precision == "float" and tentacles != 1:
-        raise ValueError(
-            f"precision='float' builds the single FP32 baseline, so tentacles must be 1, got "
-            f"tentacles={tentacles}. Fix: drop `tentacles` or use precision='binary'."
-        )
+    if precision == "float":
+        _refuse_tentacle_options_for_float(tentacles, init, fused)
     validation.choice("init", init, INITS)
-    if fused is not False and precision == "float":
-        raise ValueError(
-            f"precision='float' builds the FP32 baseline, which has no tentacles to fuse, got "
-            f"fused={fused!r}. Fix: drop `fused` or use precision='binary'."
-        )
     num_classes = spec.num_classes if num_classes is None else num_classes
     num_classes = validation.positive_int(
         "num_classes", num_classes, minimum=2, hint="a classifier needs at least 2 classes"
@@ -120,5 +112,25 @@ def build(
     if precision == "float":
         return float_model
     return tentaclize(
-        float_model, tentacles=tentacles, init=init, seed=seed, name=f"{name}_tentacles{tentacles}", fused=fused
+        float_model,
+        tentacles=tentacles,
+        init=init,
+        seed=seed,
+        name=f"{name}_tentacles{tentacles}",
+        fused=fused,
     )
+
+
+def _refuse_tentacle_options_for_float(tentacles: int, init: str, fused):
+    """The FP32 baseline is one float model: no tentacles to replicate or fuse."""
+    if tentacles != 1:
+        raise ValueError(
+            f"precision='float' builds the single FP32 baseline, so tentacles must be 1, got "
+            f"tentacles={tentacles}. Fix: drop `tentacles` or use precision='binary'."
+        )
+    validation.choice("init", init, INITS)
+    if fused is not False:
+        raise ValueError(
+            f"precision='float' builds the FP32 baseline, which has no tentacles to fuse, got "
+            f"fused={fused!r}. Fix: drop `fused` or use precision='binary'."
+        )

@@ -5,9 +5,11 @@ import os
 import larq as lq  # noqa: F401  (registers larq's layers and quantizers with Keras)
 import tensorflow as tf
 
-from larq_tentacle.core import ensemble_vote  # noqa: F401  (registers larq_tentacle>EnsembleVote)
-from larq_tentacle.core import fused_layers  # noqa: F401  (registers the fused-form layers)
-from larq_tentacle.core import initializers  # noqa: F401  (registers larq_tentacle>PseudoHadamard)
+from larq_tentacle.core import (
+    ensemble_vote,  # noqa: F401  (registers larq_tentacle>EnsembleVote)
+    fused_layers,  # noqa: F401  (registers the fused-form layers)
+    initializers,  # noqa: F401  (registers larq_tentacle>PseudoHadamard)
+)
 
 
 def custom_objects() -> dict:

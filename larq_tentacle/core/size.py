@@ -21,14 +21,22 @@ def paper_size_bits(model: tf.keras.Model) -> int:
         if not binarization.is_weight_layer(layer):
             continue
         per_parameter = 1 if binarization.is_binary_layer(layer) else 32
-        bits += per_parameter * sum(int(w.shape.num_elements()) for w in layer.weights if _counted(w))
+        bits += per_parameter * sum(
+            int(w.shape.num_elements()) for w in layer.weights if _counted(w)
+        )
     return bits
 
 
 def paper_size_kb(model: tf.keras.Model, *, exact: bool = False):
     """The paper's model size in kB (KiB): the displayed integer, or the float with `exact=True`."""
     kib = paper_size_bits(model) / 8 / 1024
-    return kib if exact else math.ceil(kib - 1e-9)
+    return kib if exact else displayed_kb(kib)
+
+
+def displayed_kb(kib: float) -> int:
+    """The paper's displayed size of `kib` KiB: its ceiling, where a float a rounding
+    error above an integer (e.g. a sum of member sizes) still shows that integer."""
+    return math.ceil(kib - 1e-9)
 
 
 def larq_memory_kb(model: tf.keras.Model) -> float:

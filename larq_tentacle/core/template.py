@@ -26,9 +26,9 @@ import larq as lq
 import numpy as np
 import tensorflow as tf
 
-from larq_tentacle.core import binarization
-from larq_tentacle.core.graph import LayerGraph
-from larq_tentacle.core.initializers import PseudoHadamard, TentacleAverage
+from larq_tentacle.core import binarization, fusion
+from larq_tentacle.core.graph import LayerGraph, call_layer, clone_layer
+from larq_tentacle.core.initializers import PseudoHadamard, TentacleAverage, derive_seed
 from larq_tentacle.utils.validation import choice, positive_int
 
 INITS = ("hadamard", "copy")
@@ -102,7 +102,19 @@ def _chain_after(graph: LayerGraph, start: str) -> List[str]:
 def split_model(model: tf.keras.Model) -> _Split:
     """Assign every layer of a float functional CNN to the stem, the tentacle or the head."""
     graph = LayerGraph(model, where="tentaclize")
-    name = model.name
+    weight_layers = _weight_layers_of_float_cnn(graph)
+    stem_conv, head_trunk = weight_layers[0], weight_layers[-1]
+    stem = _stem(graph, stem_conv)
+    variant, shared_head, post = _head_layers(graph, head_trunk)
+    head = set(shared_head) | set(post) | {head_trunk}
+    tentacle = _tentacle(graph, stem, head, head_trunk)
+    drop_activation = _sign_spoilers(graph, stem, tentacle)
+    return _Split(graph, stem, tentacle, head_trunk, variant, shared_head, post, drop_activation)
+
+
+def _weight_layers_of_float_cnn(graph: LayerGraph) -> List[str]:
+    """The conv/dense layers in order, checked: float, first a Conv2D, at least three."""
+    name = graph.model.name
     weight_layers = [n for n in graph.order if binarization.is_weight_layer(graph.layer(n))]
     quantized = [n for n in graph.order if isinstance(graph.layer(n), lq.layers.QuantizerBase)]
     if quantized:
@@ -123,52 +135,62 @@ def split_model(model: tf.keras.Model) -> _Split:
             f"tentaclize needs at least 3 conv/dense layers (float first layer, binary inner "
             f"layers, float classifier); {name!r} has {len(weight_layers)}: {weight_layers}."
         )
-    stem_conv, head_trunk = weight_layers[0], weight_layers[-1]
+    return weight_layers
+
+
+def _stem(graph: LayerGraph, stem_conv: str) -> List[str]:
+    """The first conv, what leads to it and the plain chain (BN, activation, pooling) after it."""
     stem = [n for n in graph.order if n in graph.ancestors(stem_conv) and n != graph.input_name]
     stem.append(stem_conv)
     current = stem_conv
     while True:
         consumers = graph.consumers_of[current]
         if len(consumers) != 1 or len(graph.inputs_of[consumers[0]]) != 1:
-            break
+            return stem
         if not isinstance(graph.layer(consumers[0]), _STEM_CHAIN):
-            break
+            return stem
         current = consumers[0]
         stem.append(current)
 
+
+def _head_layers(graph: LayerGraph, head_trunk: str):
+    """(variant, shared head layers, layers after the classifier) for the last weight layer."""
+    name = graph.model.name
     head_layer = graph.layer(head_trunk)
     if len(graph.inputs_of[head_trunk]) != 1:
         raise ValueError(f"The classifier {head_trunk!r} of {name!r} must have exactly one input.")
     if _is_plain_dense(head_layer):
-        variant, shared_head = "b", []
         post = _chain_after(graph, head_trunk)
         if _rank(graph.layer(graph.inputs_of[head_trunk][0])) != 2:
             raise ValueError(
                 f"The dense classifier {head_trunk!r} of {name!r} must read a flat feature "
                 "vector (rank 2). Fix: add GlobalAveragePooling2D or Flatten before it."
             )
-    elif _is_plain_conv(head_layer):
-        variant = "a"
-        chain = _chain_after(graph, head_trunk)
-        pooled = [n for n in chain if _rank(graph.layer(n)) == 2]
-        if not pooled:
-            raise ValueError(
-                f"{name!r} ends in the conv {head_trunk!r} but never pools it to logits. "
-                "Fix: end the model with GlobalAveragePooling2D over C channels (Fig. 2-a) "
-                "or with a Dense classifier (Fig. 2-b)."
-            )
-        cut = chain.index(pooled[0]) + 1
-        shared_head, post = [head_trunk] + chain[:cut], chain[cut:]
-    else:
+        return "b", [], post
+    if not _is_plain_conv(head_layer):
         raise ValueError(
             f"The last weight layer {head_trunk!r} of {name!r} is a "
             f"{type(head_layer).__name__}; tentaclize supports a Conv2D or Dense classifier."
         )
+    chain = _chain_after(graph, head_trunk)
+    pooled = [n for n in chain if _rank(graph.layer(n)) == 2]
+    if not pooled:
+        raise ValueError(
+            f"{name!r} ends in the conv {head_trunk!r} but never pools it to logits. "
+            "Fix: end the model with GlobalAveragePooling2D over C channels (Fig. 2-a) "
+            "or with a Dense classifier (Fig. 2-b)."
+        )
+    cut = chain.index(pooled[0]) + 1
+    return "a", [head_trunk] + chain[:cut], chain[cut:]
 
-    head = set(shared_head) | set(post) | {head_trunk}
+
+def _tentacle(graph: LayerGraph, stem: List[str], head: set, head_trunk: str) -> List[str]:
+    """The layers between the stem and the classifier, checked to be binarizable."""
+    name = graph.model.name
     inner = graph.ancestors(head_trunk) - set(stem) - {graph.input_name}
     tentacle = [n for n in graph.order if n in inner]
-    unassigned = [n for n in graph.order if n not in inner | head | set(stem) | {graph.input_name}]
+    placed = inner | head | set(stem) | {graph.input_name}
+    unassigned = [n for n in graph.order if n not in placed]
     if unassigned:
         raise ValueError(
             f"tentaclize could not place layers {unassigned} of {name!r}: they do not lead to "
@@ -185,7 +207,15 @@ def split_model(model: tf.keras.Model) -> _Split:
             )
     if not any(binarization.is_weight_layer(graph.layer(n)) for n in tentacle):
         raise ValueError(f"{name!r} has no inner conv/dense layer to binarize.")
+    return tentacle
 
+
+def _sign_spoilers(graph: LayerGraph, stem: List[str], tentacle: List[str]) -> set:
+    """Stem/tentacle layers whose output would spoil the sign() of a binary layer they feed.
+
+    A non-negative activation makes that sign constant +1, and a Dropout turns the
+    activations it drops into +1 rather than 0 (sign(0) = +1).
+    """
     binary_inputs = {n for n in tentacle if binarization.is_weight_layer(graph.layer(n))}
 
     def feeds_binary(layer_name: str) -> bool:
@@ -198,32 +228,12 @@ def split_model(model: tf.keras.Model) -> _Split:
                 stack.extend(graph.consumers_of[consumer])
         return False
 
-    # Both would feed a sign(): a non-negative activation makes it constant +1, and a
-    # Dropout turns the activations it drops into +1 rather than 0 (sign(0) = +1).
-    drop_activation = {
-        n
-        for n in stem + tentacle
-        if (
-            binarization.activation_name(graph.layer(n)) in binarization.NON_NEGATIVE_ACTIVATIONS
-            or isinstance(graph.layer(n), tf.keras.layers.Dropout)
-        )
-        and feeds_binary(n)
-    }
-    return _Split(graph, stem, tentacle, head_trunk, variant, shared_head, post, drop_activation)
+    def spoils_sign(layer: tf.keras.layers.Layer) -> bool:
+        activation = binarization.activation_name(layer)
+        non_negative = activation in binarization.NON_NEGATIVE_ACTIVATIONS
+        return non_negative or isinstance(layer, tf.keras.layers.Dropout)
 
-
-def _clone(layer, name: str, **overrides):
-    config = layer.get_config()
-    config.update(name=name, **overrides)
-    return layer.__class__.from_config(config)
-
-
-def _call(layer, tensors):
-    return layer(tensors[0] if len(tensors) == 1 else tensors)
-
-
-def _layer_seed(seed: int, tentacle: int, position: int) -> int:
-    return int(np.random.SeedSequence([seed, tentacle, position]).generate_state(1)[0] >> 1)
+    return {n for n in stem + tentacle if spoils_sign(graph.layer(n)) and feeds_binary(n)}
 
 
 def tentaclize(
@@ -250,10 +260,10 @@ def tentaclize(
         init: "hadamard" starts each tentacle from pseudo-Hadamard kernels with its
             own seed (§3.2); "copy" starts every tentacle from the float model's
             weights (the paper's pretrained entry point).
-        seed: base seed; tentacle i and layer j use a seed derived from (seed, i, j).
+        seed: base seed; tentacle i and layer j use `derive_seed(seed, i, j)`.
         name: model name, default `<float name>_tentacles<n>`.
         fused: False (n branches, the default), True (the fused form: one grouped
-            binary conv per tentacle layer, see `larq_tentacle.fusion`; same
+            binary conv per tentacle layer, see `larq_tentacle.core.fusion`; same
             weights as the branched model) or "auto" (the form that trains
             faster on this device without XLA, docs/performance.md: branched on
             CPU, fused on a GPU; with jit_compile=True pass False).
@@ -262,52 +272,23 @@ def tentaclize(
         A functional `tf.keras.Model`. The stem and the shared head copy the float
         model's weights; only the tentacles depend on `init`.
     """
-    tentacles = positive_int("tentacles", tentacles, hint="pass the number of tentacles, e.g. tentacles=3")
+    hint = "pass the number of tentacles, e.g. tentacles=3"
+    tentacles = positive_int("tentacles", tentacles, hint=hint)
     init = choice("init", init, INITS)
     seed = positive_int("seed", seed, minimum=0)
-    from larq_tentacle.core import fusion  # imported here: fusion builds on this module
-
     fused_form, implementation = fusion.resolve_fused(fused)
     split = split_model(float_model)
-    graph = split.graph
     copies = []  # (new layer, float layer) pairs whose weights are copied after building
 
-    inputs = tf.keras.Input(shape=float_model.input_shape[1:], name=graph.input_name)
-    stem_tensors: Dict[str, tf.Tensor] = {graph.input_name: inputs}
-    for layer_name in split.stem:
-        sources = [stem_tensors[p] for p in graph.inputs_of[layer_name]]
-        layer = graph.layer(layer_name)
-        if layer_name in split.drop_activation and not binarization.is_weight_layer(layer):
-            stem_tensors[layer_name] = sources[0]
-            continue
-        overrides = {"activation": "linear"} if layer_name in split.drop_activation else {}
-        new = _clone(layer, f"stem_{layer_name}", **overrides)
-        stem_tensors[layer_name] = _call(new, sources)
-        copies.append((new, layer))
-
-    tentacle_outputs = []
-    head_input = graph.inputs_of[split.head_trunk][0]
-    for index in range(1, tentacles + 1):
-        tensors = dict(stem_tensors)
-        for position, layer_name in enumerate(split.tentacle):
-            layer = graph.layer(layer_name)
-            sources = [tensors[p] for p in graph.inputs_of[layer_name]]
-            new_name = f"t{index}_{layer_name}"
-            if binarization.is_weight_layer(layer):
-                tensors[layer_name] = _binary_layer(
-                    layer, sources[0], new_name, split, init, _layer_seed(seed, index, position), copies
-                )
-            elif layer_name in split.drop_activation:
-                tensors[layer_name] = sources[0]
-            else:
-                new = _clone(layer, new_name)
-                tensors[layer_name] = _call(new, sources)
-                if init == "copy":
-                    copies.append((new, layer))
-        tentacle_outputs.append(tensors[head_input])
-
+    inputs = tf.keras.Input(shape=float_model.input_shape[1:], name=split.graph.input_name)
+    stem_tensors = _build_stem(split, inputs, copies)
+    tentacle_outputs = [
+        _build_tentacle(split, stem_tensors, index, init, seed, copies)
+        for index in range(1, tentacles + 1)
+    ]
     outputs = _head(split, tentacle_outputs, seed, copies)
-    model = tf.keras.Model(inputs, outputs, name=name or f"{float_model.name}_tentacles{tentacles}")
+    name = name or f"{float_model.name}_tentacles{tentacles}"
+    model = tf.keras.Model(inputs, outputs, name=name)
     for new, old in copies:
         new.set_weights(_matching_weights(new, old))
     if fused_form:
@@ -315,82 +296,136 @@ def tentaclize(
     return model
 
 
+def _build_stem(split: _Split, inputs: tf.Tensor, copies) -> Dict[str, tf.Tensor]:
+    """The float stem's tensors by float layer name (the input included)."""
+    graph = split.graph
+    tensors: Dict[str, tf.Tensor] = {graph.input_name: inputs}
+    for layer_name in split.stem:
+        sources = [tensors[p] for p in graph.inputs_of[layer_name]]
+        layer = graph.layer(layer_name)
+        if layer_name in split.drop_activation and not binarization.is_weight_layer(layer):
+            tensors[layer_name] = sources[0]
+            continue
+        overrides = {"activation": "linear"} if layer_name in split.drop_activation else {}
+        new = clone_layer(layer, f"stem_{layer_name}", **overrides)
+        tensors[layer_name] = call_layer(new, sources)
+        copies.append((new, layer))
+    return tensors
+
+
+def _build_tentacle(split: _Split, stem_tensors, index: int, init: str, seed: int, copies):
+    """Tentacle `index` (1-based) on the stem; returns the tensor the head reads."""
+    graph = split.graph
+    tensors = dict(stem_tensors)
+    for position, layer_name in enumerate(split.tentacle):
+        layer = graph.layer(layer_name)
+        sources = [tensors[p] for p in graph.inputs_of[layer_name]]
+        new_name = f"t{index}_{layer_name}"
+        if binarization.is_weight_layer(layer):
+            layer_seed = derive_seed(seed, index, position)
+            tensors[layer_name] = _binary_layer(
+                layer, sources[0], new_name, split, init, layer_seed, copies
+            )
+        elif layer_name in split.drop_activation:
+            tensors[layer_name] = sources[0]
+        else:
+            new = clone_layer(layer, new_name)
+            tensors[layer_name] = call_layer(new, sources)
+            if init == "copy":
+                copies.append((new, layer))
+    return tensors[graph.inputs_of[split.head_trunk][0]]
+
+
 def _binary_layer(layer, source, name, split, init, layer_seed, copies):
     """Build the XNOR replacement of a float Conv2D/Dense and call it on `source`."""
     initializer = PseudoHadamard(seed=layer_seed) if init == "hadamard" else None
-    keep_activation = layer.name not in split.drop_activation
-    if _is_plain_conv(layer):
-        config = binarization.binary_conv_config(
-            layer.get_config(), name=name, kernel_initializer=initializer, keep_activation=keep_activation
-        )
-        new = lq.layers.QuantConv2D.from_config(config)
-        output = new(source)
+    conv_config = layer.get_config() if _is_plain_conv(layer) else _pointwise_conv_config(layer)
+    config = binarization.binary_conv_config(
+        conv_config,
+        name=name,
+        kernel_initializer=initializer,
+        keep_activation=layer.name not in split.drop_activation,
+    )
+    new = lq.layers.QuantConv2D.from_config(config)
+    if len(source.shape) == 2:  # a dense layer on a feature vector: a 1x1 conv on a 1x1 map
+        mapped = tf.keras.layers.Reshape((1, 1, source.shape[-1]), name=f"{name}_to_map")(source)
+        output = tf.keras.layers.Flatten(name=f"{name}_flatten")(new(mapped))
     else:
-        # LCE has no binary dense op: a dense layer becomes a 1x1 binary conv, which
-        # LCE converts to LceBconv2d (and whose size is the same).
-        dense = layer.get_config()
-        conv = dict(
-            filters=dense["units"],
-            kernel_size=(1, 1),
-            padding="valid",
-            use_bias=dense["use_bias"],
-            activation=dense["activation"],
-            kernel_initializer=dense["kernel_initializer"],
-            bias_initializer=dense["bias_initializer"],
-            kernel_regularizer=dense["kernel_regularizer"],
-            bias_regularizer=dense["bias_regularizer"],
-            dtype=dense.get("dtype"),
-        )
-        config = binarization.binary_conv_config(
-            conv, name=name, kernel_initializer=initializer, keep_activation=keep_activation
-        )
-        new = lq.layers.QuantConv2D.from_config(config)
-        if len(source.shape) == 2:
-            mapped = tf.keras.layers.Reshape((1, 1, source.shape[-1]), name=f"{name}_to_map")(source)
-            output = tf.keras.layers.Flatten(name=f"{name}_flatten")(new(mapped))
-        else:
-            output = new(source)
+        output = new(source)
     if init == "copy":
         copies.append((new, layer))
     return output
 
 
+def _pointwise_conv_config(dense_layer) -> dict:
+    """The Conv2D config of a 1x1 conv computing `dense_layer`.
+
+    LCE has no binary dense op: a dense layer becomes a 1x1 binary conv, which LCE
+    converts to LceBconv2d (and whose size is the same).
+    """
+    dense = dense_layer.get_config()
+    return dict(
+        filters=dense["units"],
+        kernel_size=(1, 1),
+        padding="valid",
+        use_bias=dense["use_bias"],
+        activation=dense["activation"],
+        kernel_initializer=dense["kernel_initializer"],
+        bias_initializer=dense["bias_initializer"],
+        kernel_regularizer=dense["kernel_regularizer"],
+        bias_regularizer=dense["bias_regularizer"],
+        dtype=dense.get("dtype"),
+    )
+
+
 def _head(split: _Split, tentacle_outputs, seed: int, copies):
-    graph = split.graph
-    n = len(tentacle_outputs)
-    trunk = graph.layer(split.head_trunk)
+    """The float head over the tentacles' outputs (Fig. 2-a or 2-b), then the post layers."""
     if split.variant == "a":
-        shared = []
-        for layer_name in split.shared_head:
-            new = _clone(graph.layer(layer_name), f"head_{layer_name}")
-            copies.append((new, graph.layer(layer_name)))
-            shared.append(new)
-        logits = []
-        for output in tentacle_outputs:
-            for layer in shared:
-                output = layer(output)
-            logits.append(output)
-        if n == 1:
-            x = logits[0]
-        else:
-            x = tf.keras.layers.Concatenate(name="head_concat")(logits)
-            # Start as the average of the tentacles' logits (an ensemble vote), so every
-            # tentacle is trained to classify on its own; training then learns the mix.
-            x = tf.keras.layers.Dense(
-                trunk.filters,
-                kernel_initializer=TentacleAverage(n),
-                name="head_dense",
-            )(x)
+        x = _shared_conv_head(split, tentacle_outputs, copies)
     else:
-        x = tentacle_outputs[0] if n == 1 else tf.keras.layers.Concatenate(name="head_concat")(tentacle_outputs)
-        overrides = {} if n == 1 else {"kernel_initializer": tf.keras.initializers.serialize(tf.keras.initializers.GlorotUniform(seed=seed))}
-        dense = _clone(trunk, "head_dense", **overrides)
-        x = dense(x)
-        if n == 1:
-            copies.append((dense, trunk))
+        x = _dense_head(split, tentacle_outputs, seed, copies)
     for layer_name in split.post:
-        x = _clone(graph.layer(layer_name), f"head_{layer_name}")(x)
+        x = clone_layer(split.graph.layer(layer_name), f"head_{layer_name}")(x)
     return x
+
+
+def _shared_conv_head(split: _Split, tentacle_outputs, copies):
+    """Fig. 2-a: the last conv and pooling applied to every tentacle, then Dense(C)."""
+    graph = split.graph
+    shared = []
+    for layer_name in split.shared_head:
+        new = clone_layer(graph.layer(layer_name), f"head_{layer_name}")
+        copies.append((new, graph.layer(layer_name)))
+        shared.append(new)
+    logits = []
+    for output in tentacle_outputs:
+        for layer in shared:
+            output = layer(output)
+        logits.append(output)
+    n = len(tentacle_outputs)
+    if n == 1:
+        return logits[0]
+    x = tf.keras.layers.Concatenate(name="head_concat")(logits)
+    # Start as the average of the tentacles' logits (an ensemble vote), so every
+    # tentacle is trained to classify on its own; training then learns the mix.
+    return tf.keras.layers.Dense(
+        graph.layer(split.head_trunk).filters,
+        kernel_initializer=TentacleAverage(n),
+        name="head_dense",
+    )(x)
+
+
+def _dense_head(split: _Split, tentacle_outputs, seed: int, copies):
+    """Fig. 2-b: a new Dense(C) over the concatenated features (n = 1: the float classifier)."""
+    trunk = split.graph.layer(split.head_trunk)
+    if len(tentacle_outputs) == 1:
+        dense = clone_layer(trunk, "head_dense")
+        copies.append((dense, trunk))
+        return dense(tentacle_outputs[0])
+    x = tf.keras.layers.Concatenate(name="head_concat")(tentacle_outputs)
+    initializer = tf.keras.initializers.GlorotUniform(seed=seed)
+    overrides = {"kernel_initializer": tf.keras.initializers.serialize(initializer)}
+    return clone_layer(trunk, "head_dense", **overrides)(x)
 
 
 def _matching_weights(new, old) -> list:

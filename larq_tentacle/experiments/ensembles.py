@@ -41,6 +41,7 @@ import tensorflow as tf
 from larq_tentacle.utils import atomic
 from larq_tentacle.utils import validation
 from larq_tentacle.core.ensemble_vote import VOTES, EnsembleVote, combine  # noqa: F401
+from larq_tentacle.core.initializers import derive_seed
 from larq_tentacle.core.size import paper_size_kb
 
 METHODS = ("bagging", "boosting")
@@ -161,10 +162,6 @@ class BennResult:
         )
 
 
-def _seed(*parts) -> int:
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] >> 1)
-
-
 def member_builder(name: str, *, seed: int = 0, **build_kwargs) -> Callable[[int], tf.keras.Model]:
     """A `build_member(index)` that builds the registry's BNN `name` (tentacles=1).
 
@@ -177,7 +174,7 @@ def member_builder(name: str, *, seed: int = 0, **build_kwargs) -> Callable[[int
     options = dict(build_kwargs.pop("model_options", None) or {})
 
     def build_member(index: int) -> tf.keras.Model:
-        member_seed = _seed(seed, index)
+        member_seed = derive_seed(seed, index)
         tf.keras.utils.set_random_seed(member_seed)
         return build(name, tentacles=1, seed=member_seed, **build_kwargs, **options)
 

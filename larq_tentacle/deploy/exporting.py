@@ -73,7 +73,7 @@ def export(
         model: a `tf.keras.Model` or the path of a saved one.
         path: the `.tflite` to write; the sidecar goes to `<path>.json`.
         fused: merge the tentacles into grouped binary convs first
-            (`larq_tentacle.fusion.fuse`); the file then needs LCE's indirect BGEMM
+            (`larq_tentacle.core.fusion.fuse`); the file then needs LCE's indirect BGEMM
             kernel, which the sidecar records.
         verify: run `verify` (parity + op census) before writing; on failure nothing is written.
         sample: real preprocessed images for the parity check (random inputs are always added).
@@ -160,7 +160,7 @@ def _fuse(model):
         from larq_tentacle.core import fusion
     except ModuleNotFoundError as error:
         raise NotImplementedError(
-            "export(fused=True) needs larq_tentacle.fusion (tentacle fusion into grouped "
+            "export(fused=True) needs larq_tentacle.core.fusion (tentacle fusion into grouped "
             "binary convs), which is not installed in this version. Fix: export unfused "
             "(fused=False); the result is numerically the same."
         ) from error

@@ -27,6 +27,7 @@ import larq as lq
 import tensorflow as tf
 
 from larq_tentacle.core import binarization
+from larq_tentacle.core.graph import LayerGraph
 from larq_tentacle.core.layout import tentacle_index
 from larq_tentacle.deploy.tflite_file import LCE_OPS, FlatbufferGraph, layer_of, read_flatbuffer
 
@@ -61,37 +62,21 @@ class TopologyNeeds:
     chain_tentacles: List[int]  # tentacles without Add/Concatenate inside
 
 
-def _layer_edges(model):
-    """Producers and consumers of every layer, from the functional config (public API).
-
-    Unlike `LayerGraph`, shared layers are fine here (NiN's head conv runs once per
-    tentacle): a layer's producers are those of its first call, its consumer count
-    covers every call.
-    """
-    config = model.get_config()
-    if not isinstance(config, dict) or "layers" not in config:
-        raise TypeError(
-            f"The strict export check needs a functional model; {model.name!r} "
-            f"({type(model).__name__}) has no readable layer graph. Fix: pass strict=False."
-        )
-    inputs_of, consumers_of, order = {}, {}, []
-    for entry in config["layers"]:
-        name = entry["name"]
-        order.append(name)
-        consumers_of.setdefault(name, [])
-        nodes = entry["inbound_nodes"]
-        inputs_of[name] = [inbound[0] for inbound in nodes[0]] if nodes else []
-        for node in nodes:
-            for inbound in node:
-                consumers_of.setdefault(inbound[0], []).append(name)
-    return inputs_of, consumers_of, order
-
-
 class _Topology:
     """The layer graph of one model, with the walks the rules take through it."""
 
     def __init__(self, model):
-        self.inputs_of, self.consumers_of, self.order = _layer_edges(model)
+        # Shared layers are fine here (NiN's head conv runs once per tentacle): a layer's
+        # producers are those of its first call, its consumer count covers every call.
+        try:
+            graph = LayerGraph(model, where="The strict export check", shared_layers=True)
+        except TypeError as error:  # Sequential, subclassed or not a model
+            raise TypeError(f"{error} Or pass strict=False.") from error
+        self.inputs_of, self.consumers_of, self.order = (
+            graph.inputs_of,
+            graph.consumers_of,
+            graph.names,
+        )
         self.layer = model.get_layer
 
     def skip_identity(self, name: str) -> str:

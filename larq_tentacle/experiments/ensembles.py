@@ -42,7 +42,7 @@ from larq_tentacle.utils import atomic
 from larq_tentacle.utils import validation
 from larq_tentacle.core.ensemble_vote import VOTES, EnsembleVote, combine  # noqa: F401
 from larq_tentacle.core.initializers import derive_seed
-from larq_tentacle.core.size import paper_size_kb
+from larq_tentacle.core.size import displayed_kb, paper_size_kb
 
 METHODS = ("bagging", "boosting")
 SAMPLINGS = ("bootstrap", "partition")
@@ -110,7 +110,7 @@ def benn_size_kb(bnn: tf.keras.Model, members: int, *, exact: bool = False):
     """The paper's size of a BENN of `members` copies of `bnn`: N × one BNN, ceil of the total."""
     members = validation.positive_int("members", members)
     kib = members * paper_size_kb(bnn, exact=True)
-    return kib if exact else math.ceil(kib - 1e-9)
+    return kib if exact else displayed_kb(kib)
 
 
 def save(model: tf.keras.Model, path) -> None:

@@ -13,7 +13,6 @@ partition bagging), with a `member<k>` folder and `member<k>.h5` per member.
 """
 
 import json
-import math
 import os
 import time
 from typing import List
@@ -23,7 +22,7 @@ import tensorflow as tf
 
 from larq_tentacle.core.registry import get_spec
 from larq_tentacle.core.serialization import load_model
-from larq_tentacle.core.size import paper_size_kb
+from larq_tentacle.core.size import displayed_kb, paper_size_kb
 from larq_tentacle.data import datasets as data
 from larq_tentacle.experiments import ensembles
 from larq_tentacle.experiments.plan import POINTS_DIR, plan, point_id, point_path
@@ -230,7 +229,7 @@ def _score_sizes(config: SweepConfig, job: dict, result: ensembles.BennResult, a
         record = _base_record(config, job, n)
         record.update(
             test_accuracy=_vote_accuracy(result, probabilities[:n], arrays.y_test),
-            paper_kb=math.ceil(n * one_bnn_kb - 1e-9),
+            paper_kb=displayed_kb(n * one_bnn_kb),
             paper_kb_exact=n * one_bnn_kb,
             wall_time_s=float(sum(run["wall_time_s"] for run in member_runs[:n])),
             epochs_completed=int(sum(run["epochs_completed"] for run in member_runs[:n])),

@@ -19,7 +19,6 @@ checkpoints and resume after a crash (see larq_tentacle.callbacks).
 
 import dataclasses
 import json
-import math
 import os
 import re
 import time
@@ -39,11 +38,10 @@ from larq_tentacle.utils.tables import markdown_table
 from larq_tentacle.core.serialization import load_model
 from larq_tentacle.core.size import larq_memory_kb, paper_size_kb
 from larq_tentacle.core.template import INITS, tentaclize
+from larq_tentacle.training.recipe import Recipe, described, positive_float
 from larq_tentacle.utils.versions import versions
 
 
-OPTIMIZERS = ("adam", "sgd")
-AUGMENT_CHOICES = ("default", "none", "crop", "crop_flip")
 LOSS = "sparse_categorical_crossentropy"
 CONFIG_FILE = "config.json"
 REPORT_FILE = "report.json"
@@ -56,7 +54,7 @@ _TEMPORARY = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")
 
 
 @dataclasses.dataclass
-class TrainConfig:
+class TrainConfig(Recipe):
     """Everything that defines a training run; `apps/train.py` has one flag per field.
 
     # Arguments
@@ -66,40 +64,42 @@ class TrainConfig:
         tentacles: binary tentacles (1 = the plain BNN).
         precision: "binary" or "float" (the FP32 baseline).
         init: "hadamard" or "copy"; default "copy" with `init_from`, else "hadamard".
-        epochs: total epochs (the paper: 300).
-        batch_size: global batch size (split across replicas/workers).
-        learning_rate: initial learning rate.
-        optimizer: "adam" (the paper's XNOR-Net recipe) or "sgd" (momentum 0.9).
-        lr_patience, lr_factor: ReduceLROnPlateau on val_loss (the paper: 15, 0.1).
-        seed: seeds weights, shuffling, augmentation and the validation hold-out.
         strategy: "default", "mirrored" (local devices) or "multi_worker" (TF_CONFIG).
         input_size: train at input_size x input_size instead of the model's input size.
         init_from: workdir of a trained float run; its best model becomes the TentacleNet's
             stem, head and (with init="copy") tentacles.
         fp32_accuracy: test accuracy (0..1) of the FP32 baseline, for `delta_vs_fp32`.
-        augment: "default" (the dataset's usual augmentation), "none", "crop", "crop_flip".
         model_options: architecture options of the model (e.g. projection_shortcuts=2).
+        epochs, batch_size, learning_rate, optimizer, lr_patience, lr_factor, augment, seed,
+            fused: the training recipe (keywords only), see `Recipe`.
     """
 
-    model: str
-    dataset: Optional[str] = None
-    data_dir: Optional[str] = None
-    tentacles: int = 1
-    precision: str = "binary"
-    init: Optional[str] = None
-    epochs: int = 300
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    optimizer: str = "adam"
-    lr_patience: int = 15
-    lr_factor: float = 0.1
-    seed: int = 0
-    strategy: str = "default"
-    input_size: Optional[int] = None
-    init_from: Optional[str] = None
-    fp32_accuracy: Optional[float] = None
-    augment: str = "default"
-    model_options: dict = dataclasses.field(default_factory=dict)
+    model: str = dataclasses.field(metadata=dict(help="Registered model: fernet, nin, resnet9."))
+    dataset: Optional[str] = described(
+        None, "cifar10, cifar100, fer2013 or digits (default: the model's own)."
+    )
+    data_dir: Optional[str] = described(
+        None, "Where the dataset lives (tfds data_dir; folder of fer2013.csv)."
+    )
+    tentacles: int = described(1, "Binary tentacles (1 = the plain BNN).")
+    precision: str = described("binary", "binary or float (the FP32 baseline).")
+    init: Optional[str] = described(
+        None, "hadamard or copy (default: copy with --init_from, else hadamard)."
+    )
+    strategy: str = described("default", "default, mirrored or multi_worker (reads TF_CONFIG).")
+    input_size: Optional[int] = described(
+        None, "Train at input_size x input_size (default: the model's size)."
+    )
+    init_from: Optional[str] = described(
+        None, "Workdir of a trained --precision=float run to start from."
+    )
+    fp32_accuracy: Optional[float] = described(
+        None, "Test accuracy (0..1) of the FP32 baseline, for the Δ column."
+    )
+    model_options: dict = described(
+        {}, "Architecture option key=value, e.g. projection_shortcuts=2.",
+        flag="model_option", from_flag=validation.model_options,
+    )
 
     def resolved(self) -> "TrainConfig":
         """A checked copy with defaults filled in; raises ValueError naming the bad field."""
@@ -112,16 +112,13 @@ class TrainConfig:
                 f"precision='float' trains the single FP32 baseline, so tentacles must be 1, got "
                 f"{tentacles}. Fix: drop --tentacles or use --precision=binary."
             )
-        init_from = os.path.expanduser(self.init_from) if self.init_from else None
-        if init_from is not None:
-            if precision == "float":
-                raise ValueError("--init_from starts a binary model from a float run; it needs --precision=binary.")
-            best = os.path.join(init_from, callbacks.BEST_MODEL)
-            if not os.path.isfile(best):
-                raise FileNotFoundError(
-                    f"--init_from={self.init_from!r} has no {callbacks.BEST_MODEL} (looked at {best!r}). "
-                    "Fix: pass the workdir of a finished --precision=float run."
-                )
+        recipe = self.resolved_recipe()
+        if precision == "float" and recipe["fused"] is not False:
+            raise ValueError(
+                f"precision='float' trains the FP32 baseline, which has no tentacles to fuse, got "
+                f"fused={recipe['fused']!r}. Fix: drop --fused or use --precision=binary."
+            )
+        init_from = self._checked_init_from(precision)
         init = ("copy" if init_from else "hadamard") if self.init is None else self.init
         init = validation.choice("init", init, INITS)
         if init == "copy" and init_from is None and precision == "binary":
@@ -129,25 +126,9 @@ class TrainConfig:
                 "--init=copy copies a trained float model into the tentacles; it needs --init_from=<float run "
                 "workdir>. Fix: add --init_from or use --init=hadamard."
             )
-        epochs = validation.positive_int("epochs", self.epochs, hint="pass e.g. --epochs=300 (the paper's)")
-        batch_size = validation.positive_int("batch_size", self.batch_size, hint="pass e.g. --batch_size=128")
-        learning_rate = _positive_float("learning_rate", self.learning_rate, "e.g. --learning_rate=0.001")
-        lr_factor = _positive_float("lr_factor", self.lr_factor, "e.g. --lr_factor=0.1")
-        if lr_factor >= 1:
-            raise ValueError(f"Expected `lr_factor` to be < 1 (it multiplies the LR), got {lr_factor!r}. Fix: e.g. --lr_factor=0.1.")
-        lr_patience = validation.positive_int("lr_patience", self.lr_patience, hint="pass e.g. --lr_patience=15")
-        seed = validation.positive_int("seed", self.seed, minimum=0)
         if self.input_size is not None:
             validation.positive_int("input_size", self.input_size, minimum=spec.min_input_size,
                                     hint=f"{self.model} needs at least {spec.min_input_size}x{spec.min_input_size} pixels")
-        fp32_accuracy = self.fp32_accuracy
-        if fp32_accuracy is not None:
-            fp32_accuracy = _positive_float("fp32_accuracy", fp32_accuracy, "e.g. --fp32_accuracy=0.8811", zero=True)
-            if fp32_accuracy > 1:
-                raise ValueError(
-                    f"Expected `fp32_accuracy` as a fraction 0..1, got {fp32_accuracy!r}. "
-                    f"Fix: pass {fp32_accuracy / 100:g} for {fp32_accuracy:g}%."
-                )
         model_options = dict(self.model_options or {})
         validation.no_unknown(model_options, spec.options(), where=f"model_options of {self.model!r}")
         return dataclasses.replace(
@@ -158,24 +139,43 @@ class TrainConfig:
             tentacles=tentacles,
             init=init,
             init_from=init_from,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            optimizer=validation.choice("optimizer", self.optimizer, OPTIMIZERS),
-            lr_patience=lr_patience,
-            lr_factor=lr_factor,
-            seed=seed,
             strategy=distributed.check_name(self.strategy),
-            fp32_accuracy=fp32_accuracy,
-            augment=validation.choice("augment", self.augment, AUGMENT_CHOICES),
+            fp32_accuracy=self._checked_fp32_accuracy(),
             model_options=model_options,
+            **recipe,
         )
+
+    def _checked_init_from(self, precision) -> Optional[str]:
+        if not self.init_from:
+            return None
+        init_from = os.path.expanduser(self.init_from)
+        if precision == "float":
+            raise ValueError("--init_from starts a binary model from a float run; it needs --precision=binary.")
+        best = os.path.join(init_from, callbacks.BEST_MODEL)
+        if not os.path.isfile(best):
+            raise FileNotFoundError(
+                f"--init_from={self.init_from!r} has no {callbacks.BEST_MODEL} (looked at {best!r}). "
+                "Fix: pass the workdir of a finished --precision=float run."
+            )
+        return init_from
+
+    def _checked_fp32_accuracy(self) -> Optional[float]:
+        if self.fp32_accuracy is None:
+            return None
+        accuracy = positive_float("fp32_accuracy", self.fp32_accuracy, "e.g. --fp32_accuracy=0.8811", zero=True)
+        if accuracy > 1:
+            raise ValueError(
+                f"Expected `fp32_accuracy` as a fraction 0..1, got {accuracy!r}. "
+                f"Fix: pass {accuracy / 100:g} for {accuracy:g}%."
+            )
+        return accuracy
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
+        """A config from `to_dict()` output, e.g. a run's config.json (older ones lack new fields)."""
         validation.no_unknown(values, [f.name for f in dataclasses.fields(cls)], where="TrainConfig")
         return cls(**values)
 
@@ -184,14 +184,6 @@ class TrainConfig:
         if self.precision == "float":
             return "fp32"
         return "bnn" if self.tentacles == 1 else f"tn{self.tentacles}"
-
-
-def _positive_float(name, value, example, *, zero=False) -> float:
-    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value) and (value >= 0 if zero else value > 0)
-    if not ok:
-        raise ValueError(f"Expected `{name}` to be a {'non-negative' if zero else 'positive'} number, got {value!r}. Fix: {example}.")
-    return float(value)
 
 
 def default_workdir(config: TrainConfig) -> str:
@@ -217,6 +209,7 @@ def build_model(config: TrainConfig, *, input_shape, num_classes: int) -> tf.ker
             input_shape=input_shape,
             init=config.init,
             seed=config.seed,
+            fused=config.fused,
             **config.model_options,
         )
     float_model = load_model(os.path.join(config.init_from, callbacks.BEST_MODEL), compile=False)
@@ -234,6 +227,7 @@ def build_model(config: TrainConfig, *, input_shape, num_classes: int) -> tf.ker
         init=config.init,
         seed=config.seed,
         name=f"{config.model}_tentacles{config.tentacles}",
+        fused=config.fused,
     )
 
 
@@ -413,6 +407,9 @@ def _check_workdir(run_dir, config: TrainConfig) -> None:
     with open(path) as file:
         previous = json.load(file)
     current = config.to_dict()
+    # A config.json written before a field existed ran with that field's default.
+    defaults = TrainConfig(model=config.model).to_dict()
+    previous = {**defaults, **previous}
     changed = sorted(
         key for key in set(previous) | set(current)
         if key not in _RESUMABLE_CHANGES and previous.get(key) != current.get(key)

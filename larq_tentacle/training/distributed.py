@@ -13,6 +13,7 @@ import os
 import tensorflow as tf
 
 from larq_tentacle.utils import validation
+from larq_tentacle.utils.run_folder import RunFolder
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 TF_CONFIG = "TF_CONFIG"
@@ -82,4 +83,4 @@ def worker_dir(workdir, strategy: tf.distribute.Strategy = None) -> str:
     if is_chief(strategy):
         return workdir
     resolver = strategy.cluster_resolver
-    return os.path.join(workdir, "workers", f"{resolver.task_type}{resolver.task_id}")
+    return RunFolder(workdir).worker(resolver.task_type, resolver.task_id).path

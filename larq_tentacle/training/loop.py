@@ -1,7 +1,7 @@
 """Train FP32 baselines, BNNs and TentacleNets with the paper's recipe.
 
 `train(config, workdir)` is what `apps/train.py` runs: it loads the dataset, builds the
-model, trains it with `fit_model` and writes the run's workdir:
+model, trains it with `fit_model` and writes the run's workdir (file names: RunFolder):
 
     config.json         the resolved TrainConfig
     preprocessing.json  how raw images become model inputs (see larq_tentacle.data)
@@ -18,16 +18,13 @@ checkpoints and resume after a crash (see larq_tentacle.callbacks).
 """
 
 import dataclasses
-import json
 import os
-import re
 import time
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
-from larq_tentacle.utils import atomic
 from larq_tentacle.training import callbacks
 from larq_tentacle.data import datasets as data
 from larq_tentacle.training import distributed
@@ -39,18 +36,13 @@ from larq_tentacle.core.serialization import load_model
 from larq_tentacle.core.size import larq_memory_kb, paper_size_kb
 from larq_tentacle.core.template import INITS, tentaclize
 from larq_tentacle.training.recipe import Recipe, described, positive_float
+from larq_tentacle.utils.run_folder import RunFolder
 from larq_tentacle.utils.versions import versions
 
 
 LOSS = "sparse_categorical_crossentropy"
-CONFIG_FILE = "config.json"
-REPORT_FILE = "report.json"
-PREPROCESSING_FILE = "preprocessing.json"
-BACKUP_DIR = "backup"
-TENSORBOARD_DIR = "tensorboard"
 # Fields that may change when the same workdir is run again (resume / extend a run).
 _RESUMABLE_CHANGES = ("epochs", "fp32_accuracy", "data_dir", "strategy")
-_TEMPORARY = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")
 
 
 @dataclasses.dataclass
@@ -151,10 +143,10 @@ class TrainConfig(Recipe):
         init_from = os.path.expanduser(self.init_from)
         if precision == "float":
             raise ValueError("--init_from starts a binary model from a float run; it needs --precision=binary.")
-        best = os.path.join(init_from, callbacks.BEST_MODEL)
+        best = RunFolder(init_from).best_model
         if not os.path.isfile(best):
             raise FileNotFoundError(
-                f"--init_from={self.init_from!r} has no {callbacks.BEST_MODEL} (looked at {best!r}). "
+                f"--init_from={self.init_from!r} has no {RunFolder.BEST_MODEL} (looked at {best!r}). "
                 "Fix: pass the workdir of a finished --precision=float run."
             )
         return init_from
@@ -212,7 +204,7 @@ def build_model(config: TrainConfig, *, input_shape, num_classes: int) -> tf.ker
             fused=config.fused,
             **config.model_options,
         )
-    float_model = load_model(os.path.join(config.init_from, callbacks.BEST_MODEL), compile=False)
+    float_model = load_model(RunFolder(config.init_from).best_model, compile=False)
     expected = (tuple(input_shape), num_classes)
     found = (tuple(float_model.input_shape[1:]), int(float_model.output_shape[-1]))
     if found != expected:
@@ -234,6 +226,23 @@ def build_model(config: TrainConfig, *, input_shape, num_classes: int) -> tf.ker
 def _compile(model, config):
     with model.distribute_strategy.scope():
         model.compile(optimizer=make_optimizer(config), loss=LOSS, metrics=["accuracy"])
+    skip_autograph(model)
+
+
+def skip_autograph(model: tf.keras.Model) -> tf.keras.Model:
+    """Trace `model`'s train/test/predict steps without AutoGraph (public API), in place.
+
+    Under TF_USE_LEGACY_KERAS=1 AutoGraph converts tf_keras's whole training loop on
+    every trace (it skips `keras`, not `tf_keras`); the steps have no Python control
+    flow on tensors, so tracing them as plain Python gives the same graph, faster.
+    """
+    for name in ("train_step", "test_step", "predict_step"):
+        step = getattr(model, name)
+        if not getattr(step, "_larq_tentacle_unconverted", False):
+            unconverted = tf.autograph.experimental.do_not_convert(step)
+            unconverted._larq_tentacle_unconverted = True
+            setattr(model, name, unconverted)
+    return model
 
 
 def _pipelines(bundle_or_datasets, config: TrainConfig, sample_weight):
@@ -300,15 +309,12 @@ def fit_model(
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}.")
     strategy = model.distribute_strategy
-    run_dir = distributed.worker_dir(workdir, strategy)
-    os.makedirs(run_dir, exist_ok=True)
+    run = RunFolder(distributed.worker_dir(workdir, strategy)).make()
     train_data, validation_data = _pipelines(bundle_or_datasets, config, sample_weight)
     _compile(model, config)
 
-    backup_dir = os.path.join(run_dir, BACKUP_DIR)
-    history_path = os.path.join(run_dir, callbacks.HISTORY_FILE)
-    last_model = os.path.join(run_dir, callbacks.LAST_MODEL)
-    done = callbacks.read_history(history_path)
+    backup_dir, last_model = run.backup, run.last_model
+    done = callbacks.read_history(run.history)
     initial_epoch = 0
     # BackupAndRestore empties (but keeps) its folder when a fit ends.
     unfinished = os.path.isdir(backup_dir) and bool(os.listdir(backup_dir))
@@ -319,10 +325,10 @@ def fit_model(
         if initial_epoch >= config.epochs:
             return _history([row for row in done if row["epoch"] <= config.epochs], model)
 
-    run_log = callbacks.RunLog(run_dir)
+    run_log = callbacks.RunLog(run.path)
     fit_callbacks = [
         run_log,
-        callbacks.AtomicCheckpoint(run_dir, run_log, monitor="val_loss"),
+        callbacks.AtomicCheckpoint(run.path, run_log, monitor="val_loss"),
         callbacks.ResumablePlateau(
             run_log,
             initial_lr=config.learning_rate,
@@ -331,7 +337,7 @@ def fit_model(
             patience=config.lr_patience,
             verbose=1 if verbose else 0,
         ),
-        tf.keras.callbacks.TensorBoard(os.path.join(run_dir, TENSORBOARD_DIR), write_graph=False, profile_batch=0),
+        tf.keras.callbacks.TensorBoard(run.tensorboard, write_graph=False, profile_batch=0),
         # Last, so that everything above is on disk before an epoch counts as done.
         tf.keras.callbacks.BackupAndRestore(backup_dir),
     ]
@@ -343,7 +349,7 @@ def fit_model(
         callbacks=fit_callbacks,
         verbose=verbose,
     )
-    history = _history(callbacks.read_history(history_path), model)
+    history = _history(callbacks.read_history(run.history), model)
     history.initial_epoch = run_log.initial_epoch if run_log.initial_epoch is not None else initial_epoch
     return history
 
@@ -366,7 +372,8 @@ def tentacle_accuracies(model: tf.keras.Model, x, y, *, batch_size: int = 256) -
         concat, dense = model.get_layer("head_concat"), model.get_layer("head_dense")
     except ValueError:  # a form without per-tentacle logits (e.g. fused tentacles)
         return None
-    outputs = tf.keras.Model(model.inputs, concat.input).predict(x, batch_size=batch_size, verbose=0)
+    features = skip_autograph(tf.keras.Model(model.inputs, concat.input))
+    outputs = features.predict(x, batch_size=batch_size, verbose=0)
     accuracies = []
     for index in range(len(outputs)):
         alone = [out if j == index else np.zeros_like(out) for j, out in enumerate(outputs)]
@@ -378,8 +385,9 @@ def tentacle_accuracies(model: tf.keras.Model, x, y, *, batch_size: int = 256) -
 def evaluate_run(run_dir, bundle: data.DatasetBundle, config: TrainConfig) -> dict:
     """Score the run's best model on the test split, each tentacle alone too (Fig. 2-a)."""
     # A plain copy outside any strategy: every worker scores it alone, no collectives.
-    model = load_model(os.path.join(run_dir, callbacks.BEST_MODEL), compile=False)
+    model = load_model(RunFolder(run_dir).best_model, compile=False)
     model.compile(loss=LOSS, metrics=["accuracy"])
+    skip_autograph(model)
     arrays = bundle.arrays
     loss, accuracy = model.evaluate(arrays.x_test, arrays.y_test, batch_size=256, verbose=0)
     try:
@@ -400,12 +408,10 @@ def evaluate_run(run_dir, bundle: data.DatasetBundle, config: TrainConfig) -> di
     return result
 
 
-def _check_workdir(run_dir, config: TrainConfig) -> None:
-    path = os.path.join(run_dir, CONFIG_FILE)
-    if not os.path.exists(path):
+def _check_workdir(run: RunFolder, config: TrainConfig) -> None:
+    previous = run.read_json(run.config)
+    if previous is None:
         return
-    with open(path) as file:
-        previous = json.load(file)
     current = config.to_dict()
     # A config.json written before a field existed ran with that field's default.
     defaults = TrainConfig(model=config.model).to_dict()
@@ -417,16 +423,9 @@ def _check_workdir(run_dir, config: TrainConfig) -> None:
     if changed:
         details = ", ".join(f"{key}: {previous.get(key)!r} -> {current.get(key)!r}" for key in changed)
         raise ValueError(
-            f"The workdir {run_dir!r} holds a different run ({details}). Fix: pass a new --workdir, "
+            f"The workdir {run.path!r} holds a different run ({details}). Fix: pass a new --workdir, "
             "or delete that folder to start over."
         )
-
-
-def _remove_stale_temporaries(run_dir) -> None:
-    """Temporary files of atomic writes that a killed process left behind."""
-    for name in os.listdir(run_dir):
-        if _TEMPORARY.match(name) and os.path.isfile(os.path.join(run_dir, name)):
-            os.remove(os.path.join(run_dir, name))
 
 
 def train(config: TrainConfig, workdir, *, verbose=1) -> dict:
@@ -452,11 +451,10 @@ def train(config: TrainConfig, workdir, *, verbose=1) -> dict:
     workdir = os.path.expanduser(os.fspath(workdir))
     # Before any other TensorFlow work: multi-worker collectives are set up at startup.
     strategy = distributed.make_strategy(config.strategy)
-    run_dir = distributed.worker_dir(workdir, strategy)
-    os.makedirs(run_dir, exist_ok=True)
-    _check_workdir(run_dir, config)
-    _remove_stale_temporaries(run_dir)
-    atomic.write_json(os.path.join(run_dir, CONFIG_FILE), config.to_dict())
+    run = RunFolder(distributed.worker_dir(workdir, strategy)).make()
+    _check_workdir(run, config)
+    run.remove_stale_temporaries()
+    run.write_json(run.config, config.to_dict())
     tf.keras.utils.set_random_seed(config.seed)
 
     spec = get_spec(config.model)
@@ -470,14 +468,14 @@ def train(config: TrainConfig, workdir, *, verbose=1) -> dict:
         data_dir=config.data_dir,
         augment=augment,
     )
-    atomic.write_json(os.path.join(run_dir, PREPROCESSING_FILE), bundle.preprocessing)
+    run.write_json(run.preprocessing, bundle.preprocessing)
     with strategy.scope():
         model = build_model(config, input_shape=input_shape, num_classes=bundle.num_classes)
 
     history = fit_model(model, bundle, config=config, workdir=workdir, verbose=verbose)
-    rows = callbacks.read_history(os.path.join(run_dir, callbacks.HISTORY_FILE))
+    rows = callbacks.read_history(run.history)
     best = min(rows, key=lambda row: row["val_loss"]) if rows else {}
-    scores = evaluate_run(run_dir, bundle, config)
+    scores = evaluate_run(run.path, bundle, config)
     fp32_accuracy = config.fp32_accuracy
     if fp32_accuracy is None and config.init_from:
         fp32_accuracy = _report_accuracy(config.init_from)
@@ -510,18 +508,16 @@ def train(config: TrainConfig, workdir, *, verbose=1) -> dict:
         seed=config.seed,
         versions=versions(),
     )
-    atomic.write_json(os.path.join(run_dir, REPORT_FILE), report)
+    run.write_json(run.report, report)
     if verbose:
         print(summary_table([report]))
     return report
 
 
 def _report_accuracy(run_dir) -> Optional[float]:
-    path = os.path.join(run_dir, REPORT_FILE)
-    if not os.path.exists(path):
-        return None
-    with open(path) as file:
-        return json.load(file).get("test_accuracy")
+    run = RunFolder(run_dir)
+    report = run.read_json(run.report)
+    return None if report is None else report.get("test_accuracy")
 
 
 def summary_table(reports) -> str:

@@ -6,14 +6,13 @@ import os
 
 import pytest
 from absl import flags
+from helpers import loaded_app, run_main
 
 import larq_tentacle as lt
 from larq_tentacle.core import fusion
 from larq_tentacle.training import recipe_flags
-from larq_tentacle.training.loop import TrainConfig
+from larq_tentacle.training.config import TrainConfig
 from larq_tentacle.training.recipe import Recipe, fused_from_flag, recipe_fields
-
-from helpers import loaded_app, run_main
 
 
 def test_every_recipe_field_has_a_flag_and_every_recipe_flag_a_field():
@@ -22,8 +21,10 @@ def test_every_recipe_field_has_a_flag_and_every_recipe_flag_a_field():
     assert set(recipe_fields()) <= set(names)
     assert set(flag_values) == {recipe_flags.flag_name(name) for name in names}
     for name in recipe_fields():
-        assert flag_values[recipe_flags.flag_name(name)].help == dataclasses.fields(Recipe)[
-            recipe_fields().index(name)].metadata["help"]
+        assert (
+            flag_values[recipe_flags.flag_name(name)].help
+            == dataclasses.fields(Recipe)[recipe_fields().index(name)].metadata["help"]
+        )
 
 
 def test_a_config_without_a_recipe_field_gets_no_flag_for_it():
@@ -53,7 +54,12 @@ def test_train_app_has_one_flag_per_train_config_field(app):
 
 
 def test_fused_flag_values():
-    assert [fused_from_flag(text) for text in ("auto", "true", "FALSE", True)] == ["auto", True, False, True]
+    assert [fused_from_flag(text) for text in ("auto", "true", "FALSE", True)] == [
+        "auto",
+        True,
+        False,
+        True,
+    ]
     with pytest.raises(ValueError, match="fused.*'maybe'"):
         fused_from_flag("maybe")
     with pytest.raises(ValueError, match="no tentacles to fuse"):
@@ -65,13 +71,24 @@ def test_fused_flag_values():
 
 
 def test_bad_fused_flag_is_one_error_line(app, capsys, tmp_path):
-    code = run_main(app, ["--model=nin", "--fused=maybe", f"--workdir={tmp_path}"], program="train.py")
+    code = run_main(
+        app, ["--model=nin", "--fused=maybe", f"--workdir={tmp_path}"], program="train.py"
+    )
     assert code == 2 and "--fused=auto" in capsys.readouterr().err
 
 
 def test_fused_true_flag_trains_a_fused_model(app, tmp_path):
-    argv = ["--model=nin", "--dataset=digits", "--input_size=4", "--tentacles=2", "--epochs=1",
-            "--batch_size=64", "--fused=true", "--verbose=0", f"--workdir={tmp_path}"]
+    argv = [
+        "--model=nin",
+        "--dataset=digits",
+        "--input_size=4",
+        "--tentacles=2",
+        "--epochs=1",
+        "--batch_size=64",
+        "--fused=true",
+        "--verbose=0",
+        f"--workdir={tmp_path}",
+    ]
     assert run_main(app, argv, program="train.py") == 0
     assert json.loads((tmp_path / "config.json").read_text())["fused"] is True
     assert fusion.is_fused(lt.load_model(os.path.join(tmp_path, "best_model.h5"), compile=False))

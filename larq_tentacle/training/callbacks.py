@@ -113,7 +113,11 @@ class AtomicCheckpoint(tf.keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.best is None:
-            previous = [row[self.monitor] for row in self.run_log.rows if row["epoch"] <= epoch and self.monitor in row]
+            previous = [
+                row[self.monitor]
+                for row in self.run_log.rows
+                if row["epoch"] <= epoch and self.monitor in row
+            ]
             self.best = min(previous, default=math.inf)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -132,7 +136,9 @@ class AtomicCheckpoint(tf.keras.callbacks.Callback):
         with atomic.atomic_path(path) as temporary:
             with warnings.catch_warnings():
                 # .h5 is the contract of the workdir (apps/export.py reads it).
-                warnings.filterwarnings("ignore", message="You are saving your model as an HDF5 file")
+                warnings.filterwarnings(
+                    "ignore", message="You are saving your model as an HDF5 file"
+                )
                 self.model.save(temporary, include_optimizer=False)
 
 

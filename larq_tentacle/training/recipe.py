@@ -35,7 +35,9 @@ def fused_from_flag(text) -> Union[bool, str]:
         return text
     value = FUSED_FLAG_VALUES.get(str(text).strip().lower())
     if value is None:
-        raise ValueError(f"Expected `fused` to be auto, true or false, got {text!r}. Fix: e.g. --fused=auto.")
+        raise ValueError(
+            f"Expected `fused` to be auto, true or false, got {text!r}. Fix: e.g. --fused=auto."
+        )
     return value
 
 

@@ -14,7 +14,7 @@ import typing
 
 from absl import flags
 
-from larq_tentacle.training.loop import TrainConfig
+from larq_tentacle.training.config import TrainConfig
 from larq_tentacle.training.recipe import recipe_fields
 
 # The model and data fields every training app has; the recipe's fields follow them.

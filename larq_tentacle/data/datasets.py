@@ -230,7 +230,9 @@ def _load_tfds(name: str, *, data_dir, seed: int) -> RawSplits:
                 np.concatenate([images for images, _ in batches]),
                 np.concatenate([labels for _, labels in batches]),
             )
-    except Exception as error:  # no network here: tfds fails while "downloading"
+    except (OSError, tf.errors.OpError) as error:
+        # Only "not downloaded / no network" (connection errors are OSErrors); anything else,
+        # e.g. an ImportError of tfds's builder, is not fixed by --data_dir and surfaces.
         where = data_dir or "~/tensorflow_datasets"
         raise FileNotFoundError(
             f"Could not load the tensorflow-datasets dataset {name!r} from {where!r} "

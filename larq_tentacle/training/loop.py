@@ -86,18 +86,14 @@ def _pipelines(bundle_or_datasets, config: TrainConfig, sample_weight):
         if sample_weight is None:
             return bundle.train, bundle.validation
         arrays = bundle.arrays
-        augment = (
-            data.AUGMENT[arrays.preprocessing["dataset"]]
-            if config.augment == "default"
-            else config.augment
-        )
+        augment = data.training_augmentation(arrays.preprocessing["dataset"], config.augment)
         train = data.make_dataset(
             arrays.x_train,
             arrays.y_train,
             batch_size=config.batch_size,
             training=True,
             seed=config.seed,
-            augment=None if augment == "none" else augment,
+            augment=augment,
             sample_weight=sample_weight,
         )
         return train, bundle.validation
@@ -237,14 +233,13 @@ def train(config: TrainConfig, workdir, *, verbose=1) -> dict:
     input_shape = data.fit_input_shape(
         config.dataset, spec.input_shape, input_size=config.input_size
     )
-    augment = {"default": "default", "none": None}.get(config.augment, config.augment)
     bundle = data.load_dataset(
         config.dataset,
         input_shape=input_shape,
         batch_size=config.batch_size,
         seed=config.seed,
         data_dir=config.data_dir,
-        augment=augment,
+        augment=config.augment,
     )
     run.write_json(run.preprocessing, bundle.preprocessing)
     with strategy.scope():

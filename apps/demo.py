@@ -27,7 +27,7 @@ from absl import app, flags  # noqa: E402
 from larq_tentacle.utils import app_logging  # noqa: E402
 from larq_tentacle.utils import atomic  # noqa: E402
 from larq_tentacle.experiments import reporting  # noqa: E402
-from larq_tentacle.training import loop as training  # noqa: E402
+from larq_tentacle import training  # noqa: E402
 
 flags.DEFINE_string("workdir", "runs/demo", "Output folder; one sub-folder per trained model.")
 flags.DEFINE_string("model", "fernet", "Registered model to compare (FerNet: its BNN is small enough to lose accuracy on digits).")

@@ -8,54 +8,50 @@ Run the same command again after a crash: it resumes from the last completed epo
 A thin shell over `larq_tentacle.training.train`; see docs/training.md.
 """
 
-import larq_tentacle  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-
 import sys  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
-from larq_tentacle.utils import app_logging  # noqa: E402
+import larq_tentacle  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from larq_tentacle.training import recipe_flags  # noqa: E402
-from larq_tentacle.training import loop as training  # noqa: E402
+from larq_tentacle.training.config import TrainConfig, default_workdir  # noqa: E402
+from larq_tentacle.training.loop import train  # noqa: E402
+from larq_tentacle.utils import app_logging  # noqa: E402
 
-_DEFAULTS = training.TrainConfig(model="nin")
+_DEFAULTS = TrainConfig(model="nin")
 
-recipe_flags.define_recipe_flags(_DEFAULTS)
-flags.DEFINE_integer("tentacles", _DEFAULTS.tentacles, "Binary tentacles (1 = the plain BNN).")
-flags.DEFINE_string("precision", _DEFAULTS.precision, "binary or float (the FP32 baseline).")
-flags.DEFINE_string("init", None, "hadamard or copy (default: copy with --init_from, else hadamard).")
-flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of weights, shuffling, augmentation, validation hold-out.")
-flags.DEFINE_string("strategy", _DEFAULTS.strategy, "default, mirrored or multi_worker (reads TF_CONFIG).")
-flags.DEFINE_string("init_from", None, "Workdir of a trained --precision=float run to start from.")
-flags.DEFINE_float("fp32_accuracy", None, "Test accuracy (0..1) of the FP32 baseline, for the Δ column.")
-flags.DEFINE_string("workdir", None, "Output folder (default: runs/<model>_<dataset>_<fp32|bnn|tn<n>>).")
-flags.DEFINE_integer("verbose", 1, "Keras verbosity: 1 progress bar, 2 one line per epoch, 0 silent.")
+# One flag per TrainConfig field (help and defaults from the dataclass), then the app's own.
+_SHARED = recipe_flags.define_recipe_flags(_DEFAULTS)
+_OWN = tuple(name for name in _DEFAULTS.to_dict() if name not in _SHARED)
+recipe_flags.define_config_flags(_DEFAULTS, _OWN)
+flags.DEFINE_string(
+    "workdir", None, "Output folder (default: runs/<model>_<dataset>_<fp32|bnn|tn<n>>)."
+)
+flags.DEFINE_integer(
+    "verbose", 1, "Keras verbosity: 1 progress bar, 2 one line per epoch, 0 silent."
+)
 
 FLAGS = flags.FLAGS
 
 
-def config_from_flags() -> training.TrainConfig:
-    return training.TrainConfig(
-        **recipe_flags.recipe_values(FLAGS),
-        tentacles=FLAGS.tentacles,
-        precision=FLAGS.precision,
-        init=FLAGS.init,
-        seed=FLAGS.seed,
-        strategy=FLAGS.strategy,
-        init_from=FLAGS.init_from,
-        fp32_accuracy=FLAGS.fp32_accuracy,
+def config_from_flags() -> TrainConfig:
+    return TrainConfig(
+        **recipe_flags.recipe_values(FLAGS), **recipe_flags.config_values(FLAGS, _OWN)
     )
 
 
 def main(argv):
     app_logging.quiet_info_logs()
     if len(argv) > 1:
-        print(f"train.py: error: unexpected arguments {argv[1:]}; every option is a --flag.", file=sys.stderr)
+        print(
+            f"train.py: error: unexpected arguments {argv[1:]}; every option is a --flag.",
+            file=sys.stderr,
+        )
         return 2
     try:
         config = config_from_flags()
-        workdir = FLAGS.workdir or training.default_workdir(config)
-        report = training.train(config, workdir, verbose=FLAGS.verbose)
+        workdir = FLAGS.workdir or default_workdir(config)
+        report = train(config, workdir, verbose=FLAGS.verbose)
     except (ValueError, TypeError, FileNotFoundError) as error:
         message = " ".join(str(error).split())
         print(f"train.py: error: {message}", file=sys.stderr)

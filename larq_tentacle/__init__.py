@@ -34,7 +34,7 @@ except importlib.metadata.PackageNotFoundError:  # running from a source tree
 # imported on first use, so `import larq_tentacle` stays fast.
 # Public name -> module that defines it.
 _LAZY = {
-    "TrainConfig": "larq_tentacle.training.loop",
+    "TrainConfig": "larq_tentacle.training.config",
     "train": "larq_tentacle.training.loop",
     "load_dataset": "larq_tentacle.data.datasets",
     "export": "larq_tentacle.deploy.exporting",

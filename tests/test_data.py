@@ -204,3 +204,14 @@ def test_missing_tfds_data_explains_the_fix(monkeypatch, tmp_path):
     monkeypatch.setattr(tfds, "load", offline)
     with pytest.raises(FileNotFoundError, match="cifar10.*--data_dir"):
         data.load_arrays("cifar10", data_dir=str(tmp_path))
+
+
+def test_a_tfds_import_error_is_not_called_missing_data(monkeypatch, tmp_path):
+    import tensorflow_datasets as tfds
+
+    def broken(*args, **kwargs):
+        raise ImportError("No module named 'importlib_resources'")
+
+    monkeypatch.setattr(tfds, "load", broken)
+    with pytest.raises(ImportError, match="importlib_resources"):
+        data.load_arrays("cifar10", data_dir=str(tmp_path))

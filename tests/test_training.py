@@ -9,9 +9,11 @@ import pytest
 import tensorflow as tf
 
 import larq_tentacle as lt
-from larq_tentacle.training import callbacks
 from larq_tentacle.data import datasets as data
+from larq_tentacle.training import callbacks
+from larq_tentacle.training import config as training_config
 from larq_tentacle.training import loop as training
+from larq_tentacle.training import report as training_report
 
 REPORT_KEYS = {
     "model", "dataset", "tentacles", "precision", "test_accuracy", "fp32_accuracy", "delta_vs_fp32",
@@ -69,7 +71,7 @@ def test_resolved_defaults_follow_the_paper():
     assert (config.dataset, config.epochs, config.optimizer) == ("cifar10", 300, "adam")
     assert (config.lr_patience, config.lr_factor, config.init) == (15, 0.1, "hadamard")
     assert training.TrainConfig.from_dict(config.to_dict()) == config
-    assert training.default_workdir(training.TrainConfig(model="fernet", tentacles=3)) == os.path.join("runs", "fernet_fer2013_tn3")
+    assert training_config.default_workdir(training.TrainConfig(model="fernet", tentacles=3)) == os.path.join("runs", "fernet_fer2013_tn3")
 
 
 def _check_run(workdir, report, config):
@@ -128,7 +130,7 @@ def test_digits_run_reports_each_tentacle(digits_run):
     # Recomputed from the saved model: tentacle i alone is the argmax of its own logits.
     model = lt.load_model(os.path.join(workdir, "best_model.h5"), compile=False)
     arrays = data.load_arrays("digits", input_shape=tuple(report["input_shape"]))
-    assert training.tentacle_accuracies(model, arrays.x_test, arrays.y_test) == accuracies
+    assert training_report.tentacle_accuracies(model, arrays.x_test, arrays.y_test) == accuracies
     predictions = np.argmax(model.predict(arrays.x_test, verbose=0), -1)
     assert np.mean(predictions == arrays.y_test) == pytest.approx(report["test_accuracy"], abs=1e-6)
 

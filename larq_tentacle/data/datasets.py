@@ -230,7 +230,9 @@ def _load_tfds(name: str, *, data_dir, seed: int) -> RawSplits:
                 np.concatenate([images for images, _ in batches]),
                 np.concatenate([labels for _, labels in batches]),
             )
-    except Exception as error:  # no network here: tfds fails while "downloading"
+    except (OSError, tf.errors.OpError) as error:
+        # Only "not downloaded / no network" (connection errors are OSErrors); anything else,
+        # e.g. an ImportError of tfds's builder, is not fixed by --data_dir and surfaces.
         where = data_dir or "~/tensorflow_datasets"
         raise FileNotFoundError(
             f"Could not load the tensorflow-datasets dataset {name!r} from {where!r} "
@@ -399,6 +401,17 @@ def _augmenter(shape, *, flip: bool):
     return augment
 
 
+def training_augmentation(name: str, augment) -> Optional[str]:
+    """The augmentation a training pipeline of dataset `name` gets for `augment`.
+
+    "default": the dataset's usual one (`AUGMENT`); "none", None or False: none;
+    "crop" / "crop_flip": that one (checked by `make_dataset`).
+    """
+    if augment == "default":
+        return AUGMENT[check_name(name)]
+    return None if augment in (None, False, "none") else augment
+
+
 def load_dataset(
     name: str, *, input_shape, batch_size: int, seed: int = 0, data_dir=None, augment="default"
 ) -> DatasetBundle:
@@ -412,12 +425,12 @@ def load_dataset(
 
     # Arguments
         augment: "default" uses the dataset's usual training augmentation
-            (`AUGMENT`); or pass False, "crop", "crop_flip".
+            (`AUGMENT`); or pass "none" (or False), "crop", "crop_flip".
     """
     name = check_name(name)
     batch_size = validation.positive_int("batch_size", batch_size, hint="pass e.g. batch_size=128")
     arrays = load_arrays(name, input_shape=input_shape, data_dir=data_dir, seed=seed)
-    augment = AUGMENT[name] if augment == "default" else augment
+    augment = training_augmentation(name, augment)
     return DatasetBundle(
         train=make_dataset(arrays.x_train, arrays.y_train, batch_size=batch_size, training=True, seed=seed, augment=augment),
         validation=make_dataset(arrays.x_val, arrays.y_val, batch_size=batch_size, training=False),

@@ -5,6 +5,7 @@ Imports `larq_tentacle.core` and `larq_tentacle.utils`, never export or experime
 """
 
 from larq_tentacle.data.datasets import load_dataset
-from larq_tentacle.training.loop import TrainConfig, train
+from larq_tentacle.training.config import TrainConfig
+from larq_tentacle.training.loop import train
 
 __all__ = ["TrainConfig", "load_dataset", "train"]

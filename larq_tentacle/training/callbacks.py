@@ -20,10 +20,12 @@ from typing import List
 import tensorflow as tf
 
 from larq_tentacle.utils import atomic
+from larq_tentacle.utils.run_folder import RunFolder
 
-HISTORY_FILE = "history.csv"
-BEST_MODEL = "best_model.h5"
-LAST_MODEL = "last_model.h5"
+# The run folder's names, for experiments/sweep.py until it asks a RunFolder.
+HISTORY_FILE = RunFolder.HISTORY
+BEST_MODEL = RunFolder.BEST_MODEL
+LAST_MODEL = RunFolder.LAST_MODEL
 
 
 def read_history(path) -> List[dict]:
@@ -74,7 +76,7 @@ class RunLog(tf.keras.callbacks.Callback):
 
     def __init__(self, directory):
         super().__init__()
-        self.path = os.path.join(directory, HISTORY_FILE)
+        self.path = RunFolder(directory).history
         self.rows: List[dict] = []
         self.initial_epoch = None
         self._epoch_start = None
@@ -104,14 +106,18 @@ class AtomicCheckpoint(tf.keras.callbacks.Callback):
 
     def __init__(self, directory, run_log: RunLog, *, monitor: str = "val_loss"):
         super().__init__()
-        self.directory = directory
+        self.folder = RunFolder(directory)
         self.run_log = run_log
         self.monitor = monitor
         self.best = None
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.best is None:
-            previous = [row[self.monitor] for row in self.run_log.rows if row["epoch"] <= epoch and self.monitor in row]
+            previous = [
+                row[self.monitor]
+                for row in self.run_log.rows
+                if row["epoch"] <= epoch and self.monitor in row
+            ]
             self.best = min(previous, default=math.inf)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -121,16 +127,18 @@ class AtomicCheckpoint(tf.keras.callbacks.Callback):
                 f"AtomicCheckpoint monitors {self.monitor!r}, which the epoch logs lack "
                 f"({sorted(logs or {})}). Fix: pass validation data to fit."
             )
-        if value < self.best or not os.path.exists(os.path.join(self.directory, BEST_MODEL)):
+        if value < self.best or not os.path.exists(self.folder.best_model):
             self.best = min(self.best, float(value))
-            self.save(BEST_MODEL)
-        self.save(LAST_MODEL)
+            self.save(self.folder.best_model)
+        self.save(self.folder.last_model)
 
-    def save(self, filename: str) -> None:
-        with atomic.atomic_path(os.path.join(self.directory, filename)) as temporary:
+    def save(self, path: str) -> None:
+        with atomic.atomic_path(path) as temporary:
             with warnings.catch_warnings():
                 # .h5 is the contract of the workdir (apps/export.py reads it).
-                warnings.filterwarnings("ignore", message="You are saving your model as an HDF5 file")
+                warnings.filterwarnings(
+                    "ignore", message="You are saving your model as an HDF5 file"
+                )
                 self.model.save(temporary, include_optimizer=False)
 
 

@@ -13,6 +13,7 @@ import os
 import tensorflow as tf
 
 from larq_tentacle.utils import validation
+from larq_tentacle.utils.run_folder import RunFolder
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 TF_CONFIG = "TF_CONFIG"
@@ -48,7 +49,9 @@ def cluster_spec() -> dict:
     if task_type not in jobs or not 0 <= int(index) < len(jobs[task_type]):
         raise ValueError(f"{TF_CONFIG}: task {task_type}:{index} is not in the cluster {jobs}.")
     if not isinstance(workers, list) or not workers:
-        raise ValueError(f"{TF_CONFIG}: the cluster needs a non-empty 'worker' list, got {workers!r}.")
+        raise ValueError(
+            f"{TF_CONFIG}: the cluster needs a non-empty 'worker' list, got {workers!r}."
+        )
     return config
 
 
@@ -68,7 +71,14 @@ def num_workers(strategy: tf.distribute.Strategy) -> int:
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None:
         return 1
-    return max(1, sum(len(tasks) for job, tasks in resolver.cluster_spec().as_dict().items() if job in ("chief", "worker")))
+    return max(
+        1,
+        sum(
+            len(tasks)
+            for job, tasks in resolver.cluster_spec().as_dict().items()
+            if job in ("chief", "worker")
+        ),
+    )
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -82,4 +92,4 @@ def worker_dir(workdir, strategy: tf.distribute.Strategy = None) -> str:
     if is_chief(strategy):
         return workdir
     resolver = strategy.cluster_resolver
-    return os.path.join(workdir, "workers", f"{resolver.task_type}{resolver.task_id}")
+    return RunFolder(workdir).worker(resolver.task_type, resolver.task_id).path

@@ -1,7 +1,7 @@
 """Train FP32 baselines, BNNs and TentacleNets with the paper's recipe.
 
 `train(config, workdir)` is what `apps/train.py` runs: it loads the dataset, builds the
-model, trains it with `fit_model` and writes the run's workdir:
+model, trains it with `fit_model` and writes the run's workdir (file names: RunFolder):
 
     config.json         the resolved TrainConfig
     preprocessing.json  how raw images become model inputs (see larq_tentacle.data)
@@ -14,190 +14,24 @@ model, trains it with `fit_model` and writes the run's workdir:
 
 `fit_model` is the reusable part (other code, e.g. BENN ensembles, trains its members the
 same way): Adam, `ReduceLROnPlateau(val_loss, lr_factor, lr_patience)`, atomic
-checkpoints and resume after a crash (see larq_tentacle.callbacks).
+checkpoints and resume after a crash (see training/callbacks.py). The config is in
+training/config.py, the report in training/report.py.
 """
 
-import dataclasses
-import json
-import math
 import os
-import re
 import time
-from typing import Optional
 
-import numpy as np
 import tensorflow as tf
 
-from larq_tentacle.utils import atomic
-from larq_tentacle.training import callbacks
-from larq_tentacle.data import datasets as data
-from larq_tentacle.training import distributed
-from larq_tentacle.utils import validation
-from larq_tentacle.core.layout import layout
-from larq_tentacle.core.registry import PRECISIONS, build, get_spec
-from larq_tentacle.utils.tables import markdown_table
+from larq_tentacle.core.registry import build, get_spec
 from larq_tentacle.core.serialization import load_model
-from larq_tentacle.core.size import larq_memory_kb, paper_size_kb
-from larq_tentacle.core.template import INITS, tentaclize
-from larq_tentacle.utils.versions import versions
-
-
-OPTIMIZERS = ("adam", "sgd")
-AUGMENT_CHOICES = ("default", "none", "crop", "crop_flip")
-LOSS = "sparse_categorical_crossentropy"
-CONFIG_FILE = "config.json"
-REPORT_FILE = "report.json"
-PREPROCESSING_FILE = "preprocessing.json"
-BACKUP_DIR = "backup"
-TENSORBOARD_DIR = "tensorboard"
-# Fields that may change when the same workdir is run again (resume / extend a run).
-_RESUMABLE_CHANGES = ("epochs", "fp32_accuracy", "data_dir", "strategy")
-_TEMPORARY = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything that defines a training run; `apps/train.py` has one flag per field.
-
-    # Arguments
-        model: a registered model (`lt.list_models()`).
-        dataset: "cifar10", "cifar100", "fer2013" or "digits"; default: the model's own.
-        data_dir: where the dataset lives (tfds data_dir, folder of fer2013.csv).
-        tentacles: binary tentacles (1 = the plain BNN).
-        precision: "binary" or "float" (the FP32 baseline).
-        init: "hadamard" or "copy"; default "copy" with `init_from`, else "hadamard".
-        epochs: total epochs (the paper: 300).
-        batch_size: global batch size (split across replicas/workers).
-        learning_rate: initial learning rate.
-        optimizer: "adam" (the paper's XNOR-Net recipe) or "sgd" (momentum 0.9).
-        lr_patience, lr_factor: ReduceLROnPlateau on val_loss (the paper: 15, 0.1).
-        seed: seeds weights, shuffling, augmentation and the validation hold-out.
-        strategy: "default", "mirrored" (local devices) or "multi_worker" (TF_CONFIG).
-        input_size: train at input_size x input_size instead of the model's input size.
-        init_from: workdir of a trained float run; its best model becomes the TentacleNet's
-            stem, head and (with init="copy") tentacles.
-        fp32_accuracy: test accuracy (0..1) of the FP32 baseline, for `delta_vs_fp32`.
-        augment: "default" (the dataset's usual augmentation), "none", "crop", "crop_flip".
-        model_options: architecture options of the model (e.g. projection_shortcuts=2).
-    """
-
-    model: str
-    dataset: Optional[str] = None
-    data_dir: Optional[str] = None
-    tentacles: int = 1
-    precision: str = "binary"
-    init: Optional[str] = None
-    epochs: int = 300
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    optimizer: str = "adam"
-    lr_patience: int = 15
-    lr_factor: float = 0.1
-    seed: int = 0
-    strategy: str = "default"
-    input_size: Optional[int] = None
-    init_from: Optional[str] = None
-    fp32_accuracy: Optional[float] = None
-    augment: str = "default"
-    model_options: dict = dataclasses.field(default_factory=dict)
-
-    def resolved(self) -> "TrainConfig":
-        """A checked copy with defaults filled in; raises ValueError naming the bad field."""
-        spec = get_spec(self.model)
-        dataset = data.check_name(spec.dataset if self.dataset is None else self.dataset)
-        precision = validation.choice("precision", self.precision, PRECISIONS)
-        tentacles = validation.positive_int("tentacles", self.tentacles, hint="pass e.g. --tentacles=3")
-        if precision == "float" and tentacles != 1:
-            raise ValueError(
-                f"precision='float' trains the single FP32 baseline, so tentacles must be 1, got "
-                f"{tentacles}. Fix: drop --tentacles or use --precision=binary."
-            )
-        init_from = os.path.expanduser(self.init_from) if self.init_from else None
-        if init_from is not None:
-            if precision == "float":
-                raise ValueError("--init_from starts a binary model from a float run; it needs --precision=binary.")
-            best = os.path.join(init_from, callbacks.BEST_MODEL)
-            if not os.path.isfile(best):
-                raise FileNotFoundError(
-                    f"--init_from={self.init_from!r} has no {callbacks.BEST_MODEL} (looked at {best!r}). "
-                    "Fix: pass the workdir of a finished --precision=float run."
-                )
-        init = ("copy" if init_from else "hadamard") if self.init is None else self.init
-        init = validation.choice("init", init, INITS)
-        if init == "copy" and init_from is None and precision == "binary":
-            raise ValueError(
-                "--init=copy copies a trained float model into the tentacles; it needs --init_from=<float run "
-                "workdir>. Fix: add --init_from or use --init=hadamard."
-            )
-        epochs = validation.positive_int("epochs", self.epochs, hint="pass e.g. --epochs=300 (the paper's)")
-        batch_size = validation.positive_int("batch_size", self.batch_size, hint="pass e.g. --batch_size=128")
-        learning_rate = _positive_float("learning_rate", self.learning_rate, "e.g. --learning_rate=0.001")
-        lr_factor = _positive_float("lr_factor", self.lr_factor, "e.g. --lr_factor=0.1")
-        if lr_factor >= 1:
-            raise ValueError(f"Expected `lr_factor` to be < 1 (it multiplies the LR), got {lr_factor!r}. Fix: e.g. --lr_factor=0.1.")
-        lr_patience = validation.positive_int("lr_patience", self.lr_patience, hint="pass e.g. --lr_patience=15")
-        seed = validation.positive_int("seed", self.seed, minimum=0)
-        if self.input_size is not None:
-            validation.positive_int("input_size", self.input_size, minimum=spec.min_input_size,
-                                    hint=f"{self.model} needs at least {spec.min_input_size}x{spec.min_input_size} pixels")
-        fp32_accuracy = self.fp32_accuracy
-        if fp32_accuracy is not None:
-            fp32_accuracy = _positive_float("fp32_accuracy", fp32_accuracy, "e.g. --fp32_accuracy=0.8811", zero=True)
-            if fp32_accuracy > 1:
-                raise ValueError(
-                    f"Expected `fp32_accuracy` as a fraction 0..1, got {fp32_accuracy!r}. "
-                    f"Fix: pass {fp32_accuracy / 100:g} for {fp32_accuracy:g}%."
-                )
-        model_options = dict(self.model_options or {})
-        validation.no_unknown(model_options, spec.options(), where=f"model_options of {self.model!r}")
-        return dataclasses.replace(
-            self,
-            dataset=dataset,
-            data_dir=os.path.expanduser(self.data_dir) if self.data_dir else None,
-            precision=precision,
-            tentacles=tentacles,
-            init=init,
-            init_from=init_from,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            optimizer=validation.choice("optimizer", self.optimizer, OPTIMIZERS),
-            lr_patience=lr_patience,
-            lr_factor=lr_factor,
-            seed=seed,
-            strategy=distributed.check_name(self.strategy),
-            fp32_accuracy=fp32_accuracy,
-            augment=validation.choice("augment", self.augment, AUGMENT_CHOICES),
-            model_options=model_options,
-        )
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        validation.no_unknown(values, [f.name for f in dataclasses.fields(cls)], where="TrainConfig")
-        return cls(**values)
-
-    def variant(self) -> str:
-        """'fp32', 'bnn' or 'tn<n>', for names of runs and tables."""
-        if self.precision == "float":
-            return "fp32"
-        return "bnn" if self.tentacles == 1 else f"tn{self.tentacles}"
-
-
-def _positive_float(name, value, example, *, zero=False) -> float:
-    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value) and (value >= 0 if zero else value > 0)
-    if not ok:
-        raise ValueError(f"Expected `{name}` to be a {'non-negative' if zero else 'positive'} number, got {value!r}. Fix: {example}.")
-    return float(value)
-
-
-def default_workdir(config: TrainConfig) -> str:
-    """runs/<model>_<dataset>_<fp32|bnn|tn<n>>, used when no workdir is given."""
-    config = config.resolved()
-    return os.path.join("runs", f"{config.model}_{config.dataset}_{config.variant()}")
+from larq_tentacle.core.template import tentaclize
+from larq_tentacle.data import datasets as data
+from larq_tentacle.training import callbacks, distributed
+from larq_tentacle.training.config import TrainConfig, check_workdir
+from larq_tentacle.training.report import LOSS, evaluate_run, run_report, summary_table
+from larq_tentacle.training.tracing import skip_autograph
+from larq_tentacle.utils.run_folder import RunFolder
 
 
 def make_optimizer(config: TrainConfig) -> tf.keras.optimizers.Optimizer:
@@ -217,15 +51,17 @@ def build_model(config: TrainConfig, *, input_shape, num_classes: int) -> tf.ker
             input_shape=input_shape,
             init=config.init,
             seed=config.seed,
+            fused=config.fused,
             **config.model_options,
         )
-    float_model = load_model(os.path.join(config.init_from, callbacks.BEST_MODEL), compile=False)
+    float_model = load_model(RunFolder(config.init_from).best_model, compile=False)
     expected = (tuple(input_shape), num_classes)
     found = (tuple(float_model.input_shape[1:]), int(float_model.output_shape[-1]))
     if found != expected:
         raise ValueError(
-            f"--init_from={config.init_from!r} holds a model for input {found[0]} with {found[1]} classes, "
-            f"but this run needs input {expected[0]} with {expected[1]} classes. Fix: train the float run "
+            f"--init_from={config.init_from!r} holds a model for input {found[0]} with {found[1]} "
+            f"classes, but this run needs input {expected[0]} with {expected[1]} classes. "
+            "Fix: train the float run "
             "on the same dataset and --input_size."
         )
     return tentaclize(
@@ -234,12 +70,14 @@ def build_model(config: TrainConfig, *, input_shape, num_classes: int) -> tf.ker
         init=config.init,
         seed=config.seed,
         name=f"{config.model}_tentacles{config.tentacles}",
+        fused=config.fused,
     )
 
 
 def _compile(model, config):
     with model.distribute_strategy.scope():
         model.compile(optimizer=make_optimizer(config), loss=LOSS, metrics=["accuracy"])
+    skip_autograph(model)
 
 
 def _pipelines(bundle_or_datasets, config: TrainConfig, sample_weight):
@@ -248,14 +86,14 @@ def _pipelines(bundle_or_datasets, config: TrainConfig, sample_weight):
         if sample_weight is None:
             return bundle.train, bundle.validation
         arrays = bundle.arrays
-        augment = data.AUGMENT[arrays.preprocessing["dataset"]] if config.augment == "default" else config.augment
+        augment = data.training_augmentation(arrays.preprocessing["dataset"], config.augment)
         train = data.make_dataset(
             arrays.x_train,
             arrays.y_train,
             batch_size=config.batch_size,
             training=True,
             seed=config.seed,
-            augment=None if augment == "none" else augment,
+            augment=augment,
             sample_weight=sample_weight,
         )
         return train, bundle.validation
@@ -284,7 +122,13 @@ def _history(rows, model) -> tf.keras.callbacks.History:
 
 
 def fit_model(
-    model: tf.keras.Model, bundle_or_datasets, *, config: TrainConfig, workdir, sample_weight=None, verbose=1
+    model: tf.keras.Model,
+    bundle_or_datasets,
+    *,
+    config: TrainConfig,
+    workdir,
+    sample_weight=None,
+    verbose=1,
 ) -> tf.keras.callbacks.History:
     """Compile `model` with the paper's recipe and train it, resumably, in `workdir`.
 
@@ -306,15 +150,12 @@ def fit_model(
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}.")
     strategy = model.distribute_strategy
-    run_dir = distributed.worker_dir(workdir, strategy)
-    os.makedirs(run_dir, exist_ok=True)
+    run = RunFolder(distributed.worker_dir(workdir, strategy)).make()
     train_data, validation_data = _pipelines(bundle_or_datasets, config, sample_weight)
     _compile(model, config)
 
-    backup_dir = os.path.join(run_dir, BACKUP_DIR)
-    history_path = os.path.join(run_dir, callbacks.HISTORY_FILE)
-    last_model = os.path.join(run_dir, callbacks.LAST_MODEL)
-    done = callbacks.read_history(history_path)
+    backup_dir, last_model = run.backup, run.last_model
+    done = callbacks.read_history(run.history)
     initial_epoch = 0
     # BackupAndRestore empties (but keeps) its folder when a fit ends.
     unfinished = os.path.isdir(backup_dir) and bool(os.listdir(backup_dir))
@@ -325,10 +166,10 @@ def fit_model(
         if initial_epoch >= config.epochs:
             return _history([row for row in done if row["epoch"] <= config.epochs], model)
 
-    run_log = callbacks.RunLog(run_dir)
+    run_log = callbacks.RunLog(run.path)
     fit_callbacks = [
         run_log,
-        callbacks.AtomicCheckpoint(run_dir, run_log, monitor="val_loss"),
+        callbacks.AtomicCheckpoint(run.path, run_log, monitor="val_loss"),
         callbacks.ResumablePlateau(
             run_log,
             initial_lr=config.learning_rate,
@@ -337,7 +178,7 @@ def fit_model(
             patience=config.lr_patience,
             verbose=1 if verbose else 0,
         ),
-        tf.keras.callbacks.TensorBoard(os.path.join(run_dir, TENSORBOARD_DIR), write_graph=False, profile_batch=0),
+        tf.keras.callbacks.TensorBoard(run.tensorboard, write_graph=False, profile_batch=0),
         # Last, so that everything above is on disk before an epoch counts as done.
         tf.keras.callbacks.BackupAndRestore(backup_dir),
     ]
@@ -349,87 +190,11 @@ def fit_model(
         callbacks=fit_callbacks,
         verbose=verbose,
     )
-    history = _history(callbacks.read_history(history_path), model)
-    history.initial_epoch = run_log.initial_epoch if run_log.initial_epoch is not None else initial_epoch
+    history = _history(callbacks.read_history(run.history), model)
+    history.initial_epoch = (
+        run_log.initial_epoch if run_log.initial_epoch is not None else initial_epoch
+    )
     return history
-
-
-def tentacle_accuracies(model: tf.keras.Model, x, y, *, batch_size: int = 256) -> Optional[list]:
-    """Each tentacle's own accuracy, for the head of Fig. 2-a.
-
-    Tentacle i alone is its logits through the trained head (`head_dense`) with every
-    other tentacle's logits set to zero. (The argmax of a tentacle's raw logits means
-    little: the head may mix them with any signs.) None when the model has no
-    per-tentacle logits (FP32, BNN, head of Fig. 2-b, fused tentacles).
-    """
-    try:
-        structure = layout(model)
-    except ValueError:
-        return None
-    if structure.head_variant != "a" or structure.tentacles < 2:
-        return None
-    try:
-        concat, dense = model.get_layer("head_concat"), model.get_layer("head_dense")
-    except ValueError:  # a form without per-tentacle logits (e.g. fused tentacles)
-        return None
-    outputs = tf.keras.Model(model.inputs, concat.input).predict(x, batch_size=batch_size, verbose=0)
-    accuracies = []
-    for index in range(len(outputs)):
-        alone = [out if j == index else np.zeros_like(out) for j, out in enumerate(outputs)]
-        scores = dense(np.concatenate(alone, axis=-1)).numpy()
-        accuracies.append(float(np.mean(np.argmax(scores, axis=-1) == y)))
-    return accuracies
-
-
-def evaluate_run(run_dir, bundle: data.DatasetBundle, config: TrainConfig) -> dict:
-    """Score the run's best model on the test split, each tentacle alone too (Fig. 2-a)."""
-    # A plain copy outside any strategy: every worker scores it alone, no collectives.
-    model = load_model(os.path.join(run_dir, callbacks.BEST_MODEL), compile=False)
-    model.compile(loss=LOSS, metrics=["accuracy"])
-    arrays = bundle.arrays
-    loss, accuracy = model.evaluate(arrays.x_test, arrays.y_test, batch_size=256, verbose=0)
-    try:
-        head_variant = layout(model).head_variant
-    except ValueError:  # the FP32 baseline has no stem/tentacles/head
-        head_variant = None
-    result = dict(
-        test_accuracy=float(accuracy),
-        test_loss=float(loss),
-        head_variant=head_variant,
-        paper_size_kb=paper_size_kb(model),
-        paper_size_kb_exact=paper_size_kb(model, exact=True),
-        larq_memory_kb=larq_memory_kb(model),
-    )
-    per_tentacle = tentacle_accuracies(model, arrays.x_test, arrays.y_test)
-    if per_tentacle is not None:
-        result.update(tentacle_accuracies=per_tentacle, ensemble_accuracy=float(accuracy))
-    return result
-
-
-def _check_workdir(run_dir, config: TrainConfig) -> None:
-    path = os.path.join(run_dir, CONFIG_FILE)
-    if not os.path.exists(path):
-        return
-    with open(path) as file:
-        previous = json.load(file)
-    current = config.to_dict()
-    changed = sorted(
-        key for key in set(previous) | set(current)
-        if key not in _RESUMABLE_CHANGES and previous.get(key) != current.get(key)
-    )
-    if changed:
-        details = ", ".join(f"{key}: {previous.get(key)!r} -> {current.get(key)!r}" for key in changed)
-        raise ValueError(
-            f"The workdir {run_dir!r} holds a different run ({details}). Fix: pass a new --workdir, "
-            "or delete that folder to start over."
-        )
-
-
-def _remove_stale_temporaries(run_dir) -> None:
-    """Temporary files of atomic writes that a killed process left behind."""
-    for name in os.listdir(run_dir):
-        if _TEMPORARY.match(name) and os.path.isfile(os.path.join(run_dir, name)):
-            os.remove(os.path.join(run_dir, name))
 
 
 def train(config: TrainConfig, workdir, *, verbose=1) -> dict:
@@ -449,105 +214,50 @@ def train(config: TrainConfig, workdir, *, verbose=1) -> dict:
         The report (also written to `<workdir>/report.json`).
     """
     if not isinstance(config, TrainConfig):
-        raise TypeError(f"train() expects a TrainConfig, got {type(config).__name__}. Fix: lt.TrainConfig(model=...).")
+        raise TypeError(
+            f"train() expects a TrainConfig, got {type(config).__name__}. "
+            "Fix: lt.TrainConfig(model=...)."
+        )
     started = time.time()
     config = config.resolved()
     workdir = os.path.expanduser(os.fspath(workdir))
     # Before any other TensorFlow work: multi-worker collectives are set up at startup.
     strategy = distributed.make_strategy(config.strategy)
-    run_dir = distributed.worker_dir(workdir, strategy)
-    os.makedirs(run_dir, exist_ok=True)
-    _check_workdir(run_dir, config)
-    _remove_stale_temporaries(run_dir)
-    atomic.write_json(os.path.join(run_dir, CONFIG_FILE), config.to_dict())
+    run = RunFolder(distributed.worker_dir(workdir, strategy)).make()
+    check_workdir(run, config)
+    run.remove_stale_temporaries()
+    run.write_json(run.config, config.to_dict())
     tf.keras.utils.set_random_seed(config.seed)
 
     spec = get_spec(config.model)
-    input_shape = data.fit_input_shape(config.dataset, spec.input_shape, input_size=config.input_size)
-    augment = {"default": "default", "none": None}.get(config.augment, config.augment)
+    input_shape = data.fit_input_shape(
+        config.dataset, spec.input_shape, input_size=config.input_size
+    )
     bundle = data.load_dataset(
         config.dataset,
         input_shape=input_shape,
         batch_size=config.batch_size,
         seed=config.seed,
         data_dir=config.data_dir,
-        augment=augment,
+        augment=config.augment,
     )
-    atomic.write_json(os.path.join(run_dir, PREPROCESSING_FILE), bundle.preprocessing)
+    run.write_json(run.preprocessing, bundle.preprocessing)
     with strategy.scope():
         model = build_model(config, input_shape=input_shape, num_classes=bundle.num_classes)
 
     history = fit_model(model, bundle, config=config, workdir=workdir, verbose=verbose)
-    rows = callbacks.read_history(os.path.join(run_dir, callbacks.HISTORY_FILE))
-    best = min(rows, key=lambda row: row["val_loss"]) if rows else {}
-    scores = evaluate_run(run_dir, bundle, config)
-    fp32_accuracy = config.fp32_accuracy
-    if fp32_accuracy is None and config.init_from:
-        fp32_accuracy = _report_accuracy(config.init_from)
-    report = dict(
-        model=config.model,
-        dataset=config.dataset,
-        variant=config.variant(),
-        tentacles=config.tentacles,
-        precision=config.precision,
-        init=config.init,
-        init_from=config.init_from,
-        input_shape=list(input_shape),
-        num_classes=bundle.num_classes,
-        split_sizes=bundle.arrays.sizes(),
-        **scores,
-        fp32_accuracy=fp32_accuracy,
-        delta_vs_fp32=None if fp32_accuracy is None else scores["test_accuracy"] - fp32_accuracy,
-        epochs=config.epochs,
-        epochs_completed=len(rows),
+    rows = callbacks.read_history(run.history)
+    report = run_report(
+        config,
+        bundle,
+        rows,
+        scores=evaluate_run(run.path, bundle, config),
+        input_shape=input_shape,
         resumed_from_epoch=getattr(history, "initial_epoch", len(rows)),
-        best_epoch=best.get("epoch"),
-        best_val_loss=best.get("val_loss"),
-        best_val_accuracy=best.get("val_accuracy"),
-        final_lr=rows[-1]["lr"] if rows else None,
-        train_time_s=float(sum(row.get("epoch_time_s", 0.0) for row in rows)),
-        wall_time_s=time.time() - started,
-        strategy=config.strategy,
-        num_workers=distributed.num_workers(strategy),
-        num_replicas=strategy.num_replicas_in_sync,
-        seed=config.seed,
-        versions=versions(),
+        strategy=strategy,
+        started=started,
     )
-    atomic.write_json(os.path.join(run_dir, REPORT_FILE), report)
+    run.write_json(run.report, report)
     if verbose:
         print(summary_table([report]))
     return report
-
-
-def _report_accuracy(run_dir) -> Optional[float]:
-    path = os.path.join(run_dir, REPORT_FILE)
-    if not os.path.exists(path):
-        return None
-    with open(path) as file:
-        return json.load(file).get("test_accuracy")
-
-
-def summary_table(reports) -> str:
-    """A markdown table of run reports: accuracy, Δ vs FP32, paper kB, epochs, time."""
-    rows = []
-    for report in reports:
-        delta = report.get("delta_vs_fp32")
-        per_tentacle = report.get("tentacle_accuracies")
-        rows.append(
-            dict(
-                model=report["model"],
-                dataset=report["dataset"],
-                variant=report["variant"],
-                accuracy=f"{100 * report['test_accuracy']:.2f}",
-                delta="n/a" if delta is None else f"{100 * delta:+.2f}",
-                kb=report["paper_size_kb"],
-                epochs=f"{report['epochs_completed']}/{report['epochs']}",
-                time=f"{report['wall_time_s']:.0f}",
-                tentacles="" if not per_tentacle else " ".join(f"{100 * a:.1f}" for a in per_tentacle),
-            )
-        )
-    return markdown_table(
-        rows,
-        ["model", "dataset", "variant", "accuracy", "delta", "kb", "epochs", "time", "tentacles"],
-        ["model", "dataset", "variant", "test acc %", "Δ vs FP32 (pp)", "paper kB", "epochs", "wall s", "each tentacle alone %"],
-    )

@@ -1,47 +1,98 @@
-"""absl flags shared by the apps that train (train.py, sweep.py): model, data and the recipe.
+"""absl flags generated from the config dataclasses: one flag per field, help from its metadata.
 
-Defined once so the two command lines cannot drift apart; each app passes its
-config's defaults and defines its own extra flags.
+`define_recipe_flags` defines the flags the apps that train (train.py, sweep.py) share:
+the model and data fields and every `Recipe` field the app's config has. train.py adds
+the rest of `TrainConfig` with `define_config_flags`. The flag type follows the field
+type (int, float, str, bool; Optional[...] defaults to None); a field's metadata may
+rename the flag (`flag`) and convert its text (`from_flag`, e.g. `--fused=true`).
+Choices are checked by the config's `resolved()`, so a bad value is one error line
+with the fix, as every other bad flag.
 """
+
+import dataclasses
+import typing
 
 from absl import flags
 
-from larq_tentacle.utils import validation
+from larq_tentacle.training.config import TrainConfig
+from larq_tentacle.training.recipe import recipe_fields
+
+# The model and data fields every training app has; the recipe's fields follow them.
+SHARED_FIELDS = ("model", "dataset", "data_dir", "input_size", "model_options")
+
+_DEFINE = {
+    int: flags.DEFINE_integer,
+    float: flags.DEFINE_float,
+    str: flags.DEFINE_string,
+    bool: flags.DEFINE_bool,
+}
 
 
-def define_recipe_flags(defaults) -> None:
-    """Define --model, --dataset, --data_dir, the optimizer/schedule flags, --augment,
-    --input_size and --model_option, with defaults read from `defaults` (a TrainConfig
-    or SweepConfig)."""
-    flags.DEFINE_string("model", None, "Registered model: fernet, nin, resnet9.")
-    flags.DEFINE_string("dataset", None, "cifar10, cifar100, fer2013 or digits (default: the model's own).")
-    flags.DEFINE_string("data_dir", None, "Where the dataset lives (tfds data_dir; folder of fer2013.csv).")
-    flags.DEFINE_integer("epochs", defaults.epochs, "Epochs per model (the paper: 300).")
-    flags.DEFINE_integer("batch_size", defaults.batch_size, "Global batch size.")
-    flags.DEFINE_float("learning_rate", defaults.learning_rate, "Initial learning rate.")
-    flags.DEFINE_string("optimizer", defaults.optimizer, "adam or sgd.")
-    flags.DEFINE_integer("lr_patience", defaults.lr_patience, "Epochs without val_loss progress before the LR drops.")
-    flags.DEFINE_float("lr_factor", defaults.lr_factor, "Factor the LR is multiplied by on a plateau.")
-    flags.DEFINE_string("augment", defaults.augment, "default, none, crop or crop_flip.")
-    flags.DEFINE_integer("input_size", None, "Train at input_size x input_size (default: the model's size).")
-    flags.DEFINE_multi_string("model_option", [], "Architecture option key=value, e.g. projection_shortcuts=2.")
+def flag_name(field_name: str) -> str:
+    """The flag of a TrainConfig field (e.g. model_options -> model_option)."""
+    return _fields()[field_name].metadata.get("flag", field_name)
+
+
+def define_recipe_flags(defaults, flag_values=flags.FLAGS) -> tuple:
+    """Define the model/data flags and one flag per recipe field that `defaults` has.
+
+    Defaults are read from `defaults` (a TrainConfig or SweepConfig); returns the field
+    names defined.
+    """
+    names = SHARED_FIELDS + tuple(name for name in recipe_fields() if hasattr(defaults, name))
+    define_config_flags(defaults, names, flag_values)
+    return names
+
+
+def define_config_flags(defaults, names, flag_values=flags.FLAGS) -> None:
+    """One flag per TrainConfig field in `names`, with its default read from `defaults`."""
+    fields = _fields()
+    for name in names:
+        field = fields[name]
+        default = None if name == "model" else getattr(defaults, name)
+        help_text = field.metadata["help"]
+        flag = field.metadata.get("flag", name)
+        if field.type is dict:
+            flags.DEFINE_multi_string(flag, [], help_text, flag_values=flag_values)
+        elif "from_flag" in field.metadata:
+            text = None if default is None else str(default).lower()
+            flags.DEFINE_string(flag, text, help_text, flag_values=flag_values)
+        else:
+            _DEFINE[_flag_type(field)](flag, default, help_text, flag_values=flag_values)
 
 
 def recipe_values(parsed) -> dict:
     """The config fields the recipe flags set, read from parsed flags (FLAGS)."""
     if parsed.model is None:
         raise ValueError("--model is required. Fix: e.g. --model=nin (see lt.list_models()).")
-    return dict(
-        model=parsed.model,
-        dataset=parsed.dataset,
-        data_dir=parsed.data_dir,
-        epochs=parsed.epochs,
-        batch_size=parsed.batch_size,
-        learning_rate=parsed.learning_rate,
-        optimizer=parsed.optimizer,
-        lr_patience=parsed.lr_patience,
-        lr_factor=parsed.lr_factor,
-        augment=parsed.augment,
-        input_size=parsed.input_size,
-        model_options=validation.model_options(parsed.model_option),
+    names = SHARED_FIELDS + tuple(name for name in recipe_fields() if name in parsed)
+    return config_values(parsed, names)
+
+
+def config_values(parsed, names) -> dict:
+    """The TrainConfig fields `names` from parsed flags, converted where a field says how."""
+    fields = _fields()
+    values = {}
+    for name in names:
+        metadata = fields[name].metadata
+        value = getattr(parsed, metadata.get("flag", name))
+        convert = metadata.get("from_flag")
+        values[name] = convert(value) if convert is not None and value is not None else value
+    return values
+
+
+def _fields() -> dict:
+    return {field.name: field for field in dataclasses.fields(TrainConfig)}
+
+
+def _flag_type(field) -> type:
+    """int for `int` and `Optional[int]`, etc."""
+    if field.type in _DEFINE:
+        return field.type
+    arguments = [a for a in typing.get_args(field.type) if a is not type(None)]
+    if len(arguments) == 1 and arguments[0] in _DEFINE:
+        return arguments[0]
+    raise TypeError(
+        f"TrainConfig.{field.name} has type {field.type!r}, which has no absl flag type. "
+        "Fix: give the field metadata from_flag=<parser of the flag's text>."
     )

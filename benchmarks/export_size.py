@@ -27,12 +27,11 @@ import sys
 import tempfile
 import time
 
-import larq_tentacle as lt  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from absl import app, flags
 
-from larq_tentacle.utils import app_logging
-from larq_tentacle.utils import atomic
+import larq_tentacle as lt  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from larq_tentacle.deploy import census, tflite_file
+from larq_tentacle.utils import app_logging, atomic
 from larq_tentacle.utils.tables import markdown_table
 
 FLAGS = flags.FLAGS

@@ -23,12 +23,14 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
 import larq_tentacle as lt  # noqa: E402  (selects Keras 2 before TensorFlow loads)
+
+# isort: split
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from larq_tentacle.utils import atomic  # noqa: E402
-from larq_tentacle.deploy import census  # noqa: E402
 from larq_tentacle.core import fusion  # noqa: E402
+from larq_tentacle.deploy import census  # noqa: E402
+from larq_tentacle.utils import atomic  # noqa: E402
 from larq_tentacle.utils.tables import markdown_table  # noqa: E402
 
 

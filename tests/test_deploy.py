@@ -14,14 +14,13 @@ import pytest
 import tensorflow as tf
 
 import larq_tentacle as lt
-from larq_tentacle.utils import atomic
+from helpers import loaded_app
+from larq_tentacle.core.layout import tentacle_index
 from larq_tentacle.deploy import census, exporting, rules, tflite_file
 from larq_tentacle.deploy.conversion import ExportError, convert
 from larq_tentacle.deploy.sidecar import read_sidecar
 from larq_tentacle.deploy.verification import VerificationError, lce_interpreter
-from larq_tentacle.core.layout import tentacle_index
-
-from helpers import loaded_app
+from larq_tentacle.utils import atomic
 
 CASES = [("fernet", 1), ("fernet", 3), ("nin", 1), ("nin", 3), ("resnet9", 1), ("resnet9", 3)]
 # The smallest sizes the models allow (min_input_size) keep the fit and the interpreter fast.

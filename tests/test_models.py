@@ -4,9 +4,9 @@ import larq as lq
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import random_batch, small_input_shape
 
 import larq_tentacle as lt
+from helpers import random_batch, small_input_shape
 from larq_tentacle.core.graph import LayerGraph
 from larq_tentacle.core.layout import binary_layers, tentacle_index
 

@@ -12,9 +12,9 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+from test_deploy import exported_case
 
 from helpers import loaded_app
-from test_deploy import exported_case
 
 APP = os.path.join(os.path.dirname(__file__), os.pardir, "apps", "predict.py")
 

@@ -1,8 +1,8 @@
 """`tentaclize` on float CNNs outside the registry, and every bad input of `build`."""
 
+import larq as lq
 import numpy as np
 import pytest
-import larq as lq
 import tensorflow as tf
 
 import larq_tentacle as lt

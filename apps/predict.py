@@ -42,16 +42,22 @@ def read_sidecar(model_path: str, sidecar_path: str = None) -> dict:
         with open(sidecar_path, encoding="utf-8") as file:
             sidecar = json.load(file)
     except (OSError, ValueError) as error:
-        raise PredictError(f"The sidecar {sidecar_path!r} is not valid JSON ({error}). Fix: export again.") from error
+        raise PredictError(
+            f"The sidecar {sidecar_path!r} is not valid JSON ({error}). Fix: export again."
+        ) from error
     for key in ("input_shape", "preprocessing"):
         if key not in sidecar:
-            raise PredictError(f"The sidecar {sidecar_path!r} lacks {key!r}. Fix: export again with lt.export.")
+            raise PredictError(
+                f"The sidecar {sidecar_path!r} lacks {key!r}. Fix: export again with lt.export."
+            )
     return sidecar
 
 
 def load_model_bytes(model_path: str, sidecar: dict) -> bytes:
     if not os.path.isfile(model_path):
-        raise PredictError(f"No model file at {model_path!r}. Fix: pass --model=PATH/TO/model.tflite.")
+        raise PredictError(
+            f"No model file at {model_path!r}. Fix: pass --model=PATH/TO/model.tflite."
+        )
     with open(model_path, "rb") as file:
         data = file.read()
     if len(data) < 8 or data[4:8] != b"TFL3":
@@ -104,7 +110,8 @@ def read_images(path: str) -> np.ndarray:
                 array = array[None] if array.shape[-1] in (1, 3, 4) else array[..., None]
             if array.ndim != 4:
                 raise PredictError(
-                    f"{path!r} has shape {array.shape}; expected uint8 pixels (H, W), (H, W, C) or (N, H, W, C)."
+                    f"{path!r} has shape {array.shape}; "
+                    "expected uint8 pixels (H, W), (H, W, C) or (N, H, W, C)."
                 )
             return array
         if array.dtype in (np.float32, np.float64):
@@ -123,7 +130,9 @@ def read_images(path: str) -> np.ndarray:
                 image.load()
                 mode = image.mode
                 if mode in ("P", "PA"):  # palette images: expand to their real colours
-                    image = image.convert("RGBA" if "A" in mode or "transparency" in image.info else "RGB")
+                    image = image.convert(
+                        "RGBA" if "A" in mode or "transparency" in image.info else "RGB"
+                    )
                     mode = image.mode
                 if mode in ("I;16", "I", "F"):
                     raise PredictError(
@@ -201,7 +210,9 @@ def preprocess(images: np.ndarray, sidecar: dict, *, source: str = "the images")
             )
         return images.astype(np.float32)
     if prep.get("resize", "bilinear") != "bilinear":
-        raise PredictError(f"Unsupported resize {prep.get('resize')!r} in the sidecar; only 'bilinear'.")
+        raise PredictError(
+            f"Unsupported resize {prep.get('resize')!r} in the sidecar; only 'bilinear'."
+        )
     x = resize_bilinear(images, height, width)
     scale = float(prep.get("pixel_scale", 255.0))
     mean = np.asarray(prep["mean"], dtype=np.float32)
@@ -221,22 +232,30 @@ def top_k(probabilities: np.ndarray, k: int, class_names=None) -> list:
     ]
 
 
-def predict_files(model_path, files, *, top=5, sidecar_path=None, use_indirect_bgemm=None, num_threads=1):
+def predict_files(
+    model_path, files, *, top=5, sidecar_path=None, use_indirect_bgemm=None, num_threads=1
+):
     """[{file, index, top: [{index, label, score}, ...]}] for every image in `files`."""
     if not files:
-        raise PredictError("No images given. Fix: python apps/predict.py --model=m.tflite image.png ...")
+        raise PredictError(
+            "No images given. Fix: python apps/predict.py --model=m.tflite image.png ..."
+        )
     sidecar = read_sidecar(model_path, sidecar_path)
     data = load_model_bytes(model_path, sidecar)
     if use_indirect_bgemm is None:
         use_indirect_bgemm = bool(sidecar.get("kernel", {}).get("use_indirect_bgemm", False))
     batches = [(path, preprocess(read_images(path), sidecar, source=path)) for path in files]
-    interpreter = make_interpreter(data, use_indirect_bgemm=use_indirect_bgemm, num_threads=num_threads)
+    interpreter = make_interpreter(
+        data, use_indirect_bgemm=use_indirect_bgemm, num_threads=num_threads
+    )
     class_names = sidecar.get("class_names")
     results = []
     for path, x in batches:
         outputs = np.asarray(interpreter.predict(x)).reshape(len(x), -1)
         for i, probabilities in enumerate(outputs):
-            results.append({"file": path, "index": i, "top": top_k(probabilities, top, class_names)})
+            results.append(
+                {"file": path, "index": i, "top": top_k(probabilities, top, class_names)}
+            )
     return results
 
 
@@ -278,7 +297,8 @@ def _define_flags():
     flags.DEFINE_bool(
         "use_indirect_bgemm",
         None,
-        "Use LCE's indirect BGEMM bconv kernel (default: what the sidecar requires; fused models need it).",
+        "Use LCE's indirect BGEMM bconv kernel "
+        "(default: what the sidecar requires; fused models need it).",
     )
     flags.DEFINE_integer("num_threads", 1, "Interpreter threads.", lower_bound=1)
     flags.DEFINE_bool("json", False, "Print the results as JSON.")

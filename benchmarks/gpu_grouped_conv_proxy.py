@@ -45,7 +45,15 @@ class BinaryConv(nn.Conv2d):
     def forward(self, x):
         w = self.weight
         alpha = w.abs().mean(dim=(1, 2, 3), keepdim=True).detach()
-        return F.conv2d(SignSTE.apply(x), alpha * SignSTE.apply(w), self.bias, self.stride, self.padding, 1, self.groups)
+        return F.conv2d(
+            SignSTE.apply(x),
+            alpha * SignSTE.apply(w),
+            self.bias,
+            self.stride,
+            self.padding,
+            1,
+            self.groups,
+        )
 
 
 def tentacle_body(n_in, n, fused):
@@ -78,7 +86,9 @@ class Net(nn.Module):
 
     def forward(self, x):
         s = self.stem(x)
-        features = torch.cat([F.adaptive_avg_pool2d(b(s), 1).flatten(1) for b in self.bodies], dim=1)
+        features = torch.cat(
+            [F.adaptive_avg_pool2d(b(s), 1).flatten(1) for b in self.bodies], dim=1
+        )
         return self.head(features)
 
 
@@ -127,18 +137,32 @@ def main():
     for (n, form), (*_, samples) in runs.items():
         base = statistics.median(runs[(n, "branched")][4])
         med = statistics.median(samples)
-        rows.append(dict(n=n, form=form, median=med, min=min(samples), max=max(samples), vs_branched=med / base))
+        spread = dict(median=med, min=min(samples), max=max(samples), vs_branched=med / base)
+        rows.append(dict(n=n, form=form, **spread))
     name = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
-    lines = [f"device: {name}, torch {torch.__version__}, batch {a.batch_size}, {a.repeats} rounds x {a.steps} steps",
-             "", "| n | form | img/s median | min | max | fused/branched |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['n']} | {r['form']} | {r['median']:.0f} | {r['min']:.0f} | {r['max']:.0f} | {r['vs_branched']:.2f} |" for r in rows]
+    lines = [
+        f"device: {name}, torch {torch.__version__}, batch {a.batch_size}, "
+        f"{a.repeats} rounds x {a.steps} steps",
+        "",
+        "| n | form | img/s median | min | max | fused/branched |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['n']} | {r['form']} | {r['median']:.0f} | {r['min']:.0f} | {r['max']:.0f} "
+        f"| {r['vs_branched']:.2f} |"
+        for r in rows
+    ]
     text = "\n".join(lines)
     print(text)
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "gpu_proxy.md"), "w") as f:
         f.write(text + "\n")
     with open(os.path.join(a.out, "gpu_proxy.json"), "w") as f:
-        json.dump(dict(device=name, torch=torch.__version__, batch_size=a.batch_size, rows=rows), f, indent=2)
+        json.dump(
+            dict(device=name, torch=torch.__version__, batch_size=a.batch_size, rows=rows),
+            f,
+            indent=2,
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""GPU proxy for the fused-vs-branched training question, in JAX (XLA).
+r"""GPU proxy for the fused-vs-branched training question, in JAX (XLA).
 
 Why a twin of gpu_grouped_conv_proxy.py: the lent GPU machines have JAX but no
 TensorFlow, and TensorFlow's jit_compile=True path lowers to XLA as this does, so
@@ -17,7 +17,8 @@ not Adam as in the torch proxy: the update is elementwise, equal in both forms.
 float32 at JAX's default precision (TF32 on tensor-core GPUs, as TF's default).
 Compilation (XLA autotuning included) is timed apart as compile_s.
 
-    python benchmarks/gpu_grouped_conv_proxy_jax.py --n=1,3,5,8 --batch-size=64 --repeats=5 --check --out=DIR
+    python benchmarks/gpu_grouped_conv_proxy_jax.py --n=1,3,5,8 --batch-size=64 --repeats=5 \
+        --check --out=DIR
 """
 
 import argparse
@@ -44,8 +45,9 @@ sign_ste.defvjp(lambda x: (sign_ste(x), x), lambda x, g: (g * (jnp.abs(x) <= 1).
 
 
 def conv(x, w, groups=1):
-    return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                        feature_group_count=groups)
+    return jax.lax.conv_general_dilated(
+        x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups
+    )
 
 
 def batch_norm(x, gamma, beta):
@@ -82,7 +84,11 @@ def init_branched(key, n, classes=10):
                 c_in = item[0]
         bodies.append(layers)
     head_w = jax.random.normal(next(keys), (c_in * n, classes)) / np.sqrt(c_in * n)
-    return dict(stem=init_layer(next(keys), 5, 3, 192), bodies=bodies, head=dict(w=head_w, b=jnp.zeros(classes)))
+    return dict(
+        stem=init_layer(next(keys), 5, 3, 192),
+        bodies=bodies,
+        head=dict(w=head_w, b=jnp.zeros(classes)),
+    )
 
 
 def fuse(params):
@@ -99,14 +105,18 @@ def body(layers, x, groups):
             x = max_pool(x)
             continue
         layer = next(it)
-        x = batch_norm(binary_conv(x, layer, 1 if i == 0 else groups), layer["gamma"], layer["beta"])
+        x = batch_norm(
+            binary_conv(x, layer, 1 if i == 0 else groups), layer["gamma"], layer["beta"]
+        )
     return x
 
 
 def forward(params, x, groups):
     stem = params["stem"]
     s = batch_norm(conv(x, stem["w"]) + stem["b"], stem["gamma"], stem["beta"])
-    features = jnp.concatenate([body(b, s, groups).mean(axis=(1, 2)) for b in params["bodies"]], axis=1)
+    features = jnp.concatenate(
+        [body(b, s, groups).mean(axis=(1, 2)) for b in params["bodies"]], axis=1
+    )
     return features @ params["head"]["w"] + params["head"]["b"]
 
 
@@ -131,7 +141,9 @@ def check(batch_size=8):
     # |w| one power of two per output channel, binarized sums and BatchNorm centering
     # are exact (small power-of-two batch keeps the means exact too), so any remaining
     # gap is a real layout error.
-    pow2 = lambda w: jnp.sign(w) * 2.0 ** jnp.round(jnp.log2(jnp.abs(w).mean(axis=(0, 1, 2))))
+    def pow2(w):
+        return jnp.sign(w) * 2.0 ** jnp.round(jnp.log2(jnp.abs(w).mean(axis=(0, 1, 2))))
+
     params["bodies"] = [[dict(layer, w=pow2(layer["w"])) for layer in b] for b in params["bodies"]]
     x = jax.random.normal(kx, (batch_size, 32, 32, 3))
     with jax.default_matmul_precision("highest"):  # TF32 would blur the comparison
@@ -189,12 +201,33 @@ def main():
     for (n, form), (_, _, compile_s, samples) in runs.items():
         base = statistics.median(runs[(n, "branched")][3])
         med = statistics.median(samples)
-        rows.append(dict(n=n, form=form, median=med, min=min(samples), max=max(samples), vs_branched=med / base,
-                         compile_s=compile_s))
-    lines = [f"device: {name}, jax {jax.__version__}, batch {a.batch_size}, {a.repeats} rounds x {a.steps} steps",
-             "", "| n | form | img/s median | min | max | fused/branched |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['n']} | {r['form']} | {r['median']:.0f} | {r['min']:.0f} | {r['max']:.0f} | {r['vs_branched']:.2f} |" for r in rows]
-    lines += ["", "compile_s: " + ", ".join(f"{r['n']} {r['form']} {r['compile_s']:.1f}" for r in rows)]
+        rows.append(
+            dict(
+                n=n,
+                form=form,
+                median=med,
+                min=min(samples),
+                max=max(samples),
+                vs_branched=med / base,
+                compile_s=compile_s,
+            )
+        )
+    lines = [
+        f"device: {name}, jax {jax.__version__}, batch {a.batch_size}, "
+        f"{a.repeats} rounds x {a.steps} steps",
+        "",
+        "| n | form | img/s median | min | max | fused/branched |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['n']} | {r['form']} | {r['median']:.0f} | {r['min']:.0f} | {r['max']:.0f} "
+        f"| {r['vs_branched']:.2f} |"
+        for r in rows
+    ]
+    lines += [
+        "",
+        "compile_s: " + ", ".join(f"{r['n']} {r['form']} {r['compile_s']:.1f}" for r in rows),
+    ]
     if diff is not None:
         lines.append(f"check n=2: max |fused - branched| logits = {diff:.3g}")
     text = "\n".join(lines)
@@ -205,8 +238,20 @@ def main():
     with open(stem + ".md", "w") as f:
         f.write(text + "\n")
     with open(stem + ".json", "w") as f:
-        json.dump(dict(device=name, jax=jax.__version__, batch_size=a.batch_size, repeats=a.repeats, steps=a.steps,
-                       warmup=a.warmup, check_max_abs_diff=diff, rows=rows), f, indent=2)
+        json.dump(
+            dict(
+                device=name,
+                jax=jax.__version__,
+                batch_size=a.batch_size,
+                repeats=a.repeats,
+                steps=a.steps,
+                warmup=a.warmup,
+                check_max_abs_diff=diff,
+                rows=rows,
+            ),
+            f,
+            indent=2,
+        )
 
 
 if __name__ == "__main__":

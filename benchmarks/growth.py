@@ -61,16 +61,24 @@ def inference_curves(result: dict, key: str = "indirect_1t_ms") -> dict:
 
 
 def plot(train: dict, infer: dict, path: str) -> None:
-    panels = [p for p in (("training (CPU): time per image / n=1", train), ("inference (LCE x86 reference kernels, 1 thread): latency / n=1", infer)) if p[1]]
+    candidates = (
+        ("training (CPU): time per image / n=1", train),
+        ("inference (LCE x86 reference kernels, 1 thread): latency / n=1", infer),
+    )
+    panels = [p for p in candidates if p[1]]
     if not panels:
-        raise SystemExit("no results to plot: pass --results with train_throughput.json or inference.json")
+        raise SystemExit(
+            "no results to plot: pass --results with train_throughput.json or inference.json"
+        )
     figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
     for axis, (title, curves) in zip(axes[0], panels):
         largest = 1
         for label, points in curves.items():
             ns, ratios = zip(*points)
             largest = max(largest, max(ns))
-            axis.plot(ns, ratios, marker="o", label=label if isinstance(label, str) else " ".join(label))
+            axis.plot(
+                ns, ratios, marker="o", label=label if isinstance(label, str) else " ".join(label)
+            )
         axis.plot([1, largest], [1, largest], linestyle=":", color="grey", label="linear (n)")
         axis.set_xlabel("tentacles n")
         axis.set_ylabel("cost(n) / cost(1)")
@@ -84,8 +92,12 @@ def plot(train: dict, infer: dict, path: str) -> None:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", required=True, help="folder with train_throughput.json / inference.json")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--results", required=True, help="folder with train_throughput.json / inference.json"
+    )
     parser.add_argument("--out", default="growth.png")
     args = parser.parse_args(argv)
     train = infer = {}

@@ -23,22 +23,28 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
 import larq_tentacle as lt  # noqa: E402  (selects Keras 2 before TensorFlow loads)
+
+# isort: split
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from larq_tentacle.utils import atomic  # noqa: E402
-from larq_tentacle.deploy import census  # noqa: E402
 from larq_tentacle.core import fusion  # noqa: E402
+from larq_tentacle.deploy import census  # noqa: E402
+from larq_tentacle.utils import atomic  # noqa: E402
 from larq_tentacle.utils.tables import markdown_table  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", default="nin", help=f"comma-separated, from {lt.list_models()}")
     parser.add_argument("--n", default="1,3,5,8", help="comma-separated tentacle counts")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--runs", type=int, default=30, help="timed single-image runs per setting")
-    parser.add_argument("--input-size", type=int, default=None, help="square input side (default: the model's)")
+    parser.add_argument(
+        "--input-size", type=int, default=None, help="square input side (default: the model's)"
+    )
     parser.add_argument("--out", default=None, help="folder for inference.{md,json}")
     args = parser.parse_args(argv)
     args.models = [m for m in args.models.split(",") if m]
@@ -60,17 +66,22 @@ def _latency(invoke, runs: int) -> dict:
     return {"min_ms": min(times), "median_ms": statistics.median(times)}
 
 
-def lce_latency(flatbuffer: bytes, x: np.ndarray, *, threads: int, indirect: bool, runs: int) -> dict:
+def lce_latency(
+    flatbuffer: bytes, x: np.ndarray, *, threads: int, indirect: bool, runs: int
+) -> dict:
     import larq_compute_engine as lce
 
-    interpreter = lce.testing.Interpreter(flatbuffer, num_threads=threads, use_indirect_bgemm=indirect)
+    interpreter = lce.testing.Interpreter(
+        flatbuffer, num_threads=threads, use_indirect_bgemm=indirect
+    )
     return _latency(lambda: interpreter.predict(x, verbose=0), runs)
 
 
 def float_latency(flatbuffer: bytes, x: np.ndarray, *, threads: int, runs: int) -> dict:
     interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=threads)
     interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+    inp = interpreter.get_input_details()[0]["index"]
+    out = interpreter.get_output_details()[0]["index"]
 
     def invoke():
         interpreter.set_tensor(inp, x)
@@ -102,14 +113,21 @@ def run(args) -> dict:
     rows = []
     for model_name in args.models:
         spec = lt.get_spec(model_name)
-        shape = spec.input_shape if args.input_size is None else (args.input_size, args.input_size, spec.input_shape[2])
+        shape = (
+            spec.input_shape
+            if args.input_size is None
+            else (args.input_size, args.input_size, spec.input_shape[2])
+        )
         x = np.random.default_rng(0).normal(size=(1,) + tuple(shape)).astype(np.float32)
 
         float_model = lt.build(model_name, precision="float", input_shape=shape)
         start = time.perf_counter()
         flatbuffer = tf.lite.TFLiteConverter.from_keras_model(float_model).convert()
         seconds = time.perf_counter() - start
-        latencies = {f"float_{t}t_ms": float_latency(flatbuffer, x, threads=t, runs=args.runs)["min_ms"] for t in args.threads}
+        latencies = {
+            f"float_{t}t_ms": float_latency(flatbuffer, x, threads=t, runs=args.runs)["min_ms"]
+            for t in args.threads
+        }
         rows.append(_row(model_name, 1, "fp32 (XNNPACK)", flatbuffer, seconds, latencies))
         print(f"{model_name} fp32: converted in {seconds:.1f} s, {latencies}", flush=True)
 
@@ -126,7 +144,9 @@ def run(args) -> dict:
                 seconds = time.perf_counter() - start
                 latencies = {}
                 for threads in args.threads:
-                    timing = lce_latency(flatbuffer, x, threads=threads, indirect=True, runs=args.runs)
+                    timing = lce_latency(
+                        flatbuffer, x, threads=threads, indirect=True, runs=args.runs
+                    )
                     latencies[f"indirect_{threads}t_ms"] = timing["min_ms"]
                     latencies[f"indirect_{threads}t_median_ms"] = timing["median_ms"]
                     if form == "branched":  # the default kernel refuses grouped convs
@@ -134,10 +154,16 @@ def run(args) -> dict:
                             flatbuffer, x, threads=threads, indirect=False, runs=args.runs
                         )["min_ms"]
                 rows.append(_row(model_name, n, form, flatbuffer, seconds, latencies))
-                print(f"{model_name} n={n} {form}: converted in {seconds:.1f} s, {latencies}", flush=True)
+                print(
+                    f"{model_name} n={n} {form}: converted in {seconds:.1f} s, {latencies}",
+                    flush=True,
+                )
     return dict(
         benchmark="inference",
-        device=f"{platform.machine()}, {os.cpu_count()} cores (LCE x86 reference kernels: not ARM speed)",
+        device=(
+            f"{platform.machine()}, {os.cpu_count()} cores "
+            "(LCE x86 reference kernels: not ARM speed)"
+        ),
         runs=args.runs,
         threads=args.threads,
         versions=lt.versions(),
@@ -152,7 +178,11 @@ def to_markdown(result: dict) -> str:
     headers = ["model", "n", "form", "convert s", "bytes", "ops", "LceBconv2d"]
     for t in threads:
         columns += [f"indirect_{t}t_ms", f"default_{t}t_ms", f"float_{t}t_ms"]
-        headers += [f"LCE indirect {t}t min ms", f"LCE default {t}t min ms", f"FP32 XNNPACK {t}t min ms"]
+        headers += [
+            f"LCE indirect {t}t min ms",
+            f"LCE default {t}t min ms",
+            f"FP32 XNNPACK {t}t min ms",
+        ]
     rows = [{c: row.get(c, "") for c in columns} for row in result["rows"]]
     return (
         f"Export and single-image latency on {result['device']}; min of {result['runs']} runs. "

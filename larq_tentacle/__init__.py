@@ -63,22 +63,22 @@ def __dir__():
     return sorted(set(globals()) | set(__all__))
 
 
-__all__ = sorted(
-    [
-        "PseudoHadamard",
-        "TentacleLayout",
-        "build",
-        "custom_objects",
-        "doctor",
-        "get_spec",
-        "larq_memory_kb",
-        "layout",
-        "list_models",
-        "load_model",
-        "paper_size_kb",
-        "register_model",
-        "tentaclize",
-        "versions",
-        *_LAZY,
-    ]
-)
+# A literal list, so linters see that the imports above are re-exports.
+__all__ = [
+    "PseudoHadamard",
+    "TentacleLayout",
+    "build",
+    "custom_objects",
+    "doctor",
+    "get_spec",
+    "larq_memory_kb",
+    "layout",
+    "list_models",
+    "load_model",
+    "paper_size_kb",
+    "register_model",
+    "tentaclize",
+    "versions",
+]
+__all__.extend(_LAZY)
+__all__.sort()

@@ -4,6 +4,7 @@ import numpy as np
 
 import larq_tentacle as lt
 
+
 # The smallest input each registered model accepts keeps the tests fast; sizes and
 # structure do not depend on the spatial size (except FerNet's full-map fc conv).
 def small_input_shape(name: str):

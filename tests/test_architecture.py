@@ -60,7 +60,8 @@ def test_every_library_module_lives_in_a_room():
     loose = [
         p.relative_to(ROOT).as_posix()
         for p in _library_files()
-        if _room_of_file(p) == "" and p.name not in ("__init__.py", "__main__.py", "_environment.py")
+        if _room_of_file(p) == ""
+        and p.name not in ("__init__.py", "__main__.py", "_environment.py")
     ]
     assert loose == []
 
@@ -100,7 +101,7 @@ def test_no_private_tensorflow_or_keras_internals():
 
 
 def _private_uses(path: pathlib.Path):
-    """`from larq_tentacle.x import _name` and `module._name` on an imported larq_tentacle module."""
+    """`from larq_tentacle.x import _name`, and `module._name` on an imported package module."""
     tree = ast.parse(path.read_text())
     modules, found = set(), []
     for node in ast.walk(tree):
@@ -110,7 +111,9 @@ def _private_uses(path: pathlib.Path):
                     found.append(f"{node.lineno}: {node.module}.{alias.name}")
                 modules.add(alias.asname or alias.name)
         elif isinstance(node, ast.Import):
-            modules |= {a.asname for a in node.names if a.name.startswith("larq_tentacle") and a.asname}
+            modules |= {
+                a.asname for a in node.names if a.name.startswith("larq_tentacle") and a.asname
+            }
     for node in ast.walk(tree):
         if (
             isinstance(node, ast.Attribute)

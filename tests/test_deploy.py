@@ -14,14 +14,13 @@ import pytest
 import tensorflow as tf
 
 import larq_tentacle as lt
-from larq_tentacle.utils import atomic
+from helpers import loaded_app
+from larq_tentacle.core.layout import tentacle_index
 from larq_tentacle.deploy import census, exporting, rules, tflite_file
 from larq_tentacle.deploy.conversion import ExportError, convert
 from larq_tentacle.deploy.sidecar import read_sidecar
 from larq_tentacle.deploy.verification import VerificationError, lce_interpreter
-from larq_tentacle.core.layout import tentacle_index
-
-from helpers import loaded_app
+from larq_tentacle.utils import atomic
 
 CASES = [("fernet", 1), ("fernet", 3), ("nin", 1), ("nin", 3), ("resnet9", 1), ("resnet9", 3)]
 # The smallest sizes the models allow (min_input_size) keep the fit and the interpreter fast.
@@ -63,12 +62,16 @@ def to_input(raw, preprocessing):
     if preprocessing["grey_to_rgb"]:
         x = np.repeat(x, 3, axis=-1)
     x = x / preprocessing["pixel_scale"]
-    return ((x - np.float32(preprocessing["mean"][0])) / np.float32(preprocessing["std"][0])).astype(np.float32)
+    return (
+        (x - np.float32(preprocessing["mean"][0])) / np.float32(preprocessing["std"][0])
+    ).astype(np.float32)
 
 
 def short_fit(model, x, y):
     # Eager steps: tracing the train function costs more than the few steps we need.
-    model.compile(tf.keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", run_eagerly=True)
+    model.compile(
+        tf.keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", run_eagerly=True
+    )
     model.fit(x[:128], y[:128], batch_size=32, epochs=1, verbose=0)
 
 
@@ -95,7 +98,15 @@ def _export_case(name, tentacles, tmp_path_factory):
     short_fit(model, x, labels)
     path = str(tmp_path_factory.mktemp(f"{name}{tentacles}") / f"{name}{tentacles}.tflite")
     result = lt.export(model, path, sample=x[-32:], preprocessing=preprocessing)
-    return dict(model=model, path=path, result=result, x=x, raw=raw, labels=labels, preprocessing=preprocessing)
+    return dict(
+        model=model,
+        path=path,
+        result=result,
+        x=x,
+        raw=raw,
+        labels=labels,
+        preprocessing=preprocessing,
+    )
 
 
 @pytest.fixture(params=CASES, ids=[f"{n}-t{t}" for n, t in CASES])
@@ -127,7 +138,9 @@ def test_parity_on_real_and_random_inputs(case):
     from larq_compute_engine.tflite.python.interpreter import Interpreter
 
     model, report = case["model"], case["result"].report
-    assert report.passed and report.max_abs_diff_sample <= ATOL and report.max_abs_diff_random <= ATOL
+    assert (
+        report.passed and report.max_abs_diff_sample <= ATOL and report.max_abs_diff_random <= ATOL
+    )
     # Independently of verify(): the written file against Keras, input by input. A BNN
     # may flip one sign where Keras has a value at float-rounding distance from 0
     # (a "sign tie"); verify() counts those, and they must stay rare.
@@ -155,10 +168,16 @@ def test_census_every_binary_conv_is_bconv(case):
     assert counts.get("CONV_2D", 0) == _float_conv_calls(model)
     graph = tflite_file.read_flatbuffer(path)
     names = {layer.name for layer in model.layers}
-    owners = [tflite_file.layer_of(op, names) for op in graph.operators if op.op in rules.FLOAT_COMPUTE_OPS]
+    owners = [
+        tflite_file.layer_of(op, names)
+        for op in graph.operators
+        if op.op in rules.FLOAT_COMPUTE_OPS
+    ]
     assert [owner for owner in owners if owner and tentacle_index(owner) is not None] == []
     # Compact names still place every binary op in its Keras layer (a tentacle's).
-    bconv_owners = [tflite_file.layer_of(op, names) for op in graph.operators if op.op == "LceBconv2d"]
+    bconv_owners = [
+        tflite_file.layer_of(op, names) for op in graph.operators if op.op == "LceBconv2d"
+    ]
     assert all(owner is not None and tentacle_index(owner) is not None for owner in bconv_owners)
     assert case["result"].report.violations == []
 
@@ -190,7 +209,9 @@ def test_sidecar_round_trips(case):
     assert sidecar["tensor_names"]["mode"] == "compact"
     assert sidecar["tensor_names"]["converter_tflite_bytes"] > sidecar["tflite_bytes"]
     # Only the two files: no temporary left behind.
-    assert sorted(os.listdir(os.path.dirname(path))) == sorted([os.path.basename(path), os.path.basename(path) + ".json"])
+    assert sorted(os.listdir(os.path.dirname(path))) == sorted(
+        [os.path.basename(path), os.path.basename(path) + ".json"]
+    )
 
 
 # --- bad inputs ----------------------------------------------------------------------
@@ -227,7 +248,12 @@ def tiny_model(*, pad_values=1.0, pool_before_bn=False, name="tiny"):
         if isinstance(layer, tf.keras.layers.BatchNormalization):
             gamma, beta, mean, var = layer.get_weights()
             layer.set_weights(
-                [rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.3, beta.shape), rng.normal(0, 0.3, mean.shape), rng.uniform(0.5, 2, var.shape)]
+                [
+                    rng.uniform(0.5, 1.5, gamma.shape),
+                    rng.normal(0, 0.3, beta.shape),
+                    rng.normal(0, 0.3, mean.shape),
+                    rng.uniform(0.5, 2, var.shape),
+                ]
             )
     return model
 
@@ -256,16 +282,23 @@ def test_without_names_is_smaller_and_computes_the_same(good_export):
     stripped = tflite_file.without_names(flatbuffer)
     assert len(stripped) < len(flatbuffer)
     assert census.op_census(stripped)["ops"] == census.op_census(flatbuffer)["ops"]
-    assert all(tensor.name.startswith("tensor_") for tensor in tflite_file.read_flatbuffer(stripped).tensors)
+    assert all(
+        tensor.name.startswith("tensor_")
+        for tensor in tflite_file.read_flatbuffer(stripped).tensors
+    )
     x = _x(tuple(model.input_shape[1:]))
-    full, bare = (lce_interpreter(fb, use_indirect_bgemm=False).predict(x) for fb in (flatbuffer, stripped))
+    full, bare = (
+        lce_interpreter(fb, use_indirect_bgemm=False).predict(x) for fb in (flatbuffer, stripped)
+    )
     np.testing.assert_array_equal(bare, full)
     with pytest.raises(tflite_file.TFLiteFileError, match="not a TFLite flatbuffer"):
         tflite_file.without_names(b"not a model at all")
 
 
 def test_compact_names_keep_each_ops_layer_and_compute_the_same(bad_layout, tmp_path):
-    model, flatbuffer = bad_layout  # converter names, with float ops the strict check must still place
+    model, flatbuffer = (
+        bad_layout  # converter names, with float ops the strict check must still place
+    )
     layer_names = [layer.name for layer in model.layers]
     compact = tflite_file.compact_tensor_names(flatbuffer, layer_names)
     assert len(compact) < len(flatbuffer)
@@ -281,16 +314,24 @@ def test_compact_names_keep_each_ops_layer_and_compute_the_same(bad_layout, tmp_
     )
     for index in short.inputs + short.outputs:
         assert short.tensors[index].name == long.tensors[index].name
-    assert all(t.name == f"tensor_{i}" for i, t in enumerate(short.tensors) if t.nbytes)  # constants unnamed
+    # Constants are unnamed.
+    assert all(t.name == f"tensor_{i}" for i, t in enumerate(short.tensors) if t.nbytes)
     x = _x((8, 8, 1))
     assert rules.strict_violations(model, compact) == rules.strict_violations(model, flatbuffer)
-    full, small = (lce_interpreter(fb, use_indirect_bgemm=False).predict(x) for fb in (flatbuffer, compact))
+    full, small = (
+        lce_interpreter(fb, use_indirect_bgemm=False).predict(x) for fb in (flatbuffer, compact)
+    )
     np.testing.assert_array_equal(small, full)
     # The export writes compact names unless asked for the converter's, and says which.
     result = lt.export(model, str(tmp_path / "c.tflite"), strict=False, random_samples=2)
-    assert result.sidecar["tensor_names"] == {"mode": "compact", "converter_tflite_bytes": len(flatbuffer)}
+    assert result.sidecar["tensor_names"] == {
+        "mode": "compact",
+        "converter_tflite_bytes": len(flatbuffer),
+    }
     assert (tmp_path / "c.tflite").read_bytes() == compact
-    result = lt.export(model, str(tmp_path / "f.tflite"), strict=False, random_samples=2, tensor_names="converter")
+    result = lt.export(
+        model, str(tmp_path / "f.tflite"), strict=False, random_samples=2, tensor_names="converter"
+    )
     assert result.sidecar["tensor_names"]["mode"] == "converter"
     assert (tmp_path / "f.tflite").read_bytes() == flatbuffer
 
@@ -341,7 +382,9 @@ def test_corrupt_truncated_and_foreign_files(good_export, tmp_path):
     model, flatbuffer = good_export
     cases = {
         "truncated": flatbuffer[: len(flatbuffer) // 2],
-        "garbage": flatbuffer[:8] + np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes(),
+        "garbage": (
+            flatbuffer[:8] + np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes()
+        ),
         "png": b"\x89PNG\r\n\x1a\n" + bytes(100),
         "empty": b"",
     }
@@ -385,7 +428,9 @@ def test_mixed_precision_is_refused_before_conversion(tmp_path):
 
 def test_binary_dense_is_refused_by_strict_before_conversion(tmp_path):
     inputs = tf.keras.Input((8,), name="x")
-    x = lq.layers.QuantDense(16, input_quantizer="ste_sign", kernel_quantizer="ste_sign", name="t1_dense")(inputs)
+    x = lq.layers.QuantDense(
+        16, input_quantizer="ste_sign", kernel_quantizer="ste_sign", name="t1_dense"
+    )(inputs)
     model = tf.keras.Model(inputs, tf.keras.layers.Dense(2, name="head_dense")(x))
     with pytest.raises(ExportError, match="'t1_dense'.*binary dense"):
         lt.export(model, str(tmp_path / "m.tflite"))
@@ -413,7 +458,11 @@ def test_argument_errors_name_the_fix(tmp_path):
     with pytest.raises(ValueError, match="`tensor_names`.*'compact'"):
         lt.export(model, str(tmp_path / "m.tflite"), tensor_names="short")
     with pytest.raises(ValueError, match="does not match the model's input shape"):
-        lt.export(model, str(tmp_path / "m.tflite"), preprocessing=dict(input_shape=[9, 9, 1], pixel_scale=255.0, mean=[0.0], std=[1.0]))
+        lt.export(
+            model,
+            str(tmp_path / "m.tflite"),
+            preprocessing=dict(input_shape=[9, 9, 1], pixel_scale=255.0, mean=[0.0], std=[1.0]),
+        )
     with pytest.raises(ValueError, match="3 class names given but the model has 4 outputs"):
         lt.export(model, str(tmp_path / "m.tflite"), class_names=["a", "b", "c"])
     with pytest.raises(TypeError, match="tf.keras.Model"):
@@ -450,13 +499,17 @@ def test_export_app_from_workdir(export_app, tmp_path_factory, monkeypatch, caps
     workdir.mkdir()
     case["model"].save(str(workdir / "best_model.h5"))
     atomic.write_json(workdir / "preprocessing.json", case["preprocessing"])
-    atomic.write_json(workdir / "config.json", {"model": "fernet", "tentacles": 1, "precision": "binary"})
+    atomic.write_json(
+        workdir / "config.json", {"model": "fernet", "tentacles": 1, "precision": "binary"}
+    )
     assert _run_app(export_app, [f"--workdir={workdir}"]) == 0
     out = capsys.readouterr().out
     assert "verification: PASSED" in out and "fernet1.tflite" in out
     sidecar = read_sidecar(workdir / "fernet1.tflite")
     assert sidecar["model"] == "fernet_tentacles1" and sidecar["tentacles"] == 1
-    assert sidecar["preprocessing"] == case["preprocessing"] and sidecar["class_names"] == CLASS_NAMES
+    assert (
+        sidecar["preprocessing"] == case["preprocessing"] and sidecar["class_names"] == CLASS_NAMES
+    )
     # The run's own digits test images (dataset "digits" is offline) fed the parity check.
     assert sidecar["verification"]["samples"] == 64
     assert sidecar["source"].endswith("best_model.h5")

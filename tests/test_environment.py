@@ -13,7 +13,12 @@ QUIET = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 def run_python(code, env=None, cwd=None):
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env or QUIET, cwd=cwd, timeout=300
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env or QUIET,
+        cwd=cwd,
+        timeout=300,
     )
 
 
@@ -30,19 +35,29 @@ def test_keras_3_loaded_first_raises_an_import_error_with_the_fix(tmp_path):
     result = run_python("import tensorflow; import larq_tentacle", env=env, cwd=tmp_path)
     assert result.returncode != 0
     assert "ImportError" in result.stderr
-    assert "TF_USE_LEGACY_KERAS" in result.stderr and "before TensorFlow is first imported" in result.stderr
+    assert (
+        "TF_USE_LEGACY_KERAS" in result.stderr
+        and "before TensorFlow is first imported" in result.stderr
+    )
 
 
 @pytest.mark.slow
 def test_legacy_keras_switched_off_explicitly_is_refused(tmp_path):
-    result = run_python("import larq_tentacle", env={**QUIET, "TF_USE_LEGACY_KERAS": "0"}, cwd=tmp_path)
+    result = run_python(
+        "import larq_tentacle", env={**QUIET, "TF_USE_LEGACY_KERAS": "0"}, cwd=tmp_path
+    )
     assert result.returncode != 0 and "TF_USE_LEGACY_KERAS='0'" in result.stderr
 
 
 @pytest.mark.slow
 def test_version_command_prints_the_versions_in_use(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "larq_tentacle", "--version"], capture_output=True, text=True, env=QUIET, cwd=tmp_path, timeout=300
+        [sys.executable, "-m", "larq_tentacle", "--version"],
+        capture_output=True,
+        text=True,
+        env=QUIET,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     for package in ("tensorflow", "tf-keras", "larq", "larq-compute-engine", "numpy"):

@@ -19,7 +19,9 @@ def _randomize(model, seed=0):
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         if hasattr(layer, "kernel_quantizer"):
-            layer.set_weights([rng.uniform(-1, 1, w.shape).astype(np.float32) for w in layer.get_weights()])
+            layer.set_weights(
+                [rng.uniform(-1, 1, w.shape).astype(np.float32) for w in layer.get_weights()]
+            )
         if isinstance(layer, tf.keras.layers.BatchNormalization):
             weights = []
             for weight in layer.weights:
@@ -36,7 +38,9 @@ def _images(name, count=4, seed=1):
 
 
 def _build(name, n, **kwargs):
-    model = lt.build(name, tentacles=n, input_shape=SMALL_INPUT[name], init="copy", seed=n, **kwargs)
+    model = lt.build(
+        name, tentacles=n, input_shape=SMALL_INPUT[name], init="copy", seed=n, **kwargs
+    )
     _randomize(model, seed=n)
     return model
 
@@ -66,7 +70,11 @@ def test_fuse_and_unfuse_keep_predictions(round_trips, name, n):
 @pytest.mark.parametrize("name,n", CASES)
 def test_fused_form_has_one_grouped_conv_per_tentacle_layer(round_trips, name, n):
     branched, fused, _, _ = round_trips[(name, n)]
-    branched_binary = [layer for layer in branched.layers if layer.name.startswith("t1_") and hasattr(layer, "kernel_quantizer")]
+    branched_binary = [
+        layer
+        for layer in branched.layers
+        if layer.name.startswith("t1_") and hasattr(layer, "kernel_quantizer")
+    ]
     fused_binary = [layer for layer in fused.layers if hasattr(layer, "kernel_quantizer")]
     assert len(fused_binary) == len(branched_binary)
     assert fusion.is_fused(fused) and not fusion.is_fused(branched)
@@ -166,7 +174,9 @@ def test_lce_width_rule_names_the_layer():
     problems = fusion.lce_group_problems(model)
     assert [p.tentacle_layer for p in problems] == ["t1_conv3"]
     assert problems[0].channels_per_group == 48 and problems[0].feeding_layer == "t1_conv2"
-    with pytest.raises(ValueError, match=r"'t1_conv3'.*48 input channels per group.*multiple of 32"):
+    with pytest.raises(
+        ValueError, match=r"'t1_conv3'.*48 input channels per group.*multiple of 32"
+    ):
         lt.fuse(model)
     with pytest.raises(ValueError, match="t1_conv3"):
         lt.tentaclize(_narrow_float_model(48), tentacles=3, fused=True)
@@ -223,7 +233,9 @@ def fused_export(round_trips, tmp_path_factory):
 def test_fused_export_has_one_bconv_per_tentacle_layer(fused_export):
     branched, result, _ = fused_export
     binary_layers_per_tentacle = sum(
-        1 for layer in branched.layers if layer.name.startswith("t1_") and hasattr(layer, "kernel_quantizer")
+        1
+        for layer in branched.layers
+        if layer.name.startswith("t1_") and hasattr(layer, "kernel_quantizer")
     )
     assert result.sidecar["census"]["ops"]["LceBconv2d"] == binary_layers_per_tentacle
     assert result.sidecar["fused"] is True
@@ -238,5 +250,7 @@ def test_fused_export_matches_keras_under_indirect_bgemm(fused_export):
     with open(result.path, "rb") as file:
         flatbuffer = file.read()
     interpreter = lce.testing.Interpreter(flatbuffer, num_threads=1, use_indirect_bgemm=True)
-    np.testing.assert_allclose(interpreter.predict(x), branched(x, training=False).numpy(), atol=1e-4)
+    np.testing.assert_allclose(
+        interpreter.predict(x), branched(x, training=False).numpy(), atol=1e-4
+    )
     assert result.report.passed and result.report.kernel == "indirect_bgemm"

@@ -53,11 +53,14 @@ def test_initializer_serializes_under_the_package_name():
     config = tf.keras.initializers.serialize(init)
     assert config["registered_name"] == "larq_tentacle>PseudoHadamard"
     restored = tf.keras.initializers.deserialize(config)
-    assert isinstance(restored, PseudoHadamard) and restored.get_config() == {"seed": 7, "scale": 0.2}
+    assert isinstance(restored, PseudoHadamard)
+    assert restored.get_config() == {"seed": 7, "scale": 0.2}
     assert lt.PseudoHadamard is PseudoHadamard
 
 
-@pytest.mark.parametrize("kwargs", [dict(seed=-1), dict(seed=1.5), dict(seed=True), dict(scale=0), dict(scale="1")])
+@pytest.mark.parametrize(
+    "kwargs", [dict(seed=-1), dict(seed=1.5), dict(seed=True), dict(scale=0), dict(scale="1")]
+)
 def test_initializer_rejects_bad_arguments(kwargs):
     value = next(iter(kwargs.values()))
     with pytest.raises(ValueError) as error:
@@ -70,8 +73,12 @@ def test_tentacle_average_starts_the_fig2a_head_as_the_mean_vote():
 
     kernel = TentacleAverage(3)((3 * 4, 4)).numpy()
     logits = np.random.default_rng(0).standard_normal((5, 3, 4)).astype("float32")
-    np.testing.assert_allclose(logits.reshape(5, 12) @ kernel, logits.mean(axis=1), rtol=1e-5, atol=1e-6)
-    restored = tf.keras.initializers.deserialize(tf.keras.initializers.serialize(TentacleAverage(3)))
+    np.testing.assert_allclose(
+        logits.reshape(5, 12) @ kernel, logits.mean(axis=1), rtol=1e-5, atol=1e-6
+    )
+    restored = tf.keras.initializers.deserialize(
+        tf.keras.initializers.serialize(TentacleAverage(3))
+    )
     assert restored.get_config() == {"tentacles": 3}
     with pytest.raises(ValueError, match=r"\(5, 4\)"):
         TentacleAverage(3)((5, 4))

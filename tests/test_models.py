@@ -4,9 +4,9 @@ import larq as lq
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import random_batch, small_input_shape
 
 import larq_tentacle as lt
+from helpers import random_batch, small_input_shape
 from larq_tentacle.core.graph import LayerGraph
 from larq_tentacle.core.layout import binary_layers, tentacle_index
 
@@ -56,7 +56,9 @@ def test_stem_is_one_float_block_shared_by_all_tentacles(name, tentacles):
     # every tentacle has the same blocks, with names that say which tentacle they belong to
     blocks = layout.block_names()
     for index, layers in layout.tentacle_layers.items():
-        assert tuple(layer.name for layer in layers) == tuple(f"t{index}_{block}" for block in blocks)
+        assert tuple(layer.name for layer in layers) == tuple(
+            f"t{index}_{block}" for block in blocks
+        )
 
 
 @pytest.mark.parametrize("name,tentacles", TABLE)
@@ -86,14 +88,20 @@ def test_every_trainable_variable_gets_a_gradient(name, tentacles):
     with tf.GradientTape() as tape:
         loss = loss_fn(y, model(x, training=False))
     gradients = tape.gradient(loss, model.trainable_variables)
-    missing = [v.name for v, g in zip(model.trainable_variables, gradients) if g is None or not np.any(g.numpy())]
+    missing = [
+        v.name
+        for v, g in zip(model.trainable_variables, gradients)
+        if g is None or not np.any(g.numpy())
+    ]
     assert not missing, f"no gradient for {missing}"
     # and a real training step (training mode, optimizer, weight clip) runs
     optimizer = tf.keras.optimizers.Adam(1e-3)
     with tf.GradientTape() as tape:
         loss = loss_fn(y, model(x, training=True))
     before = [v.numpy() for v in model.trainable_variables]
-    optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+    optimizer.apply_gradients(
+        zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+    )
     assert np.isfinite(loss.numpy())
     changed = [not np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables)]
     assert sum(changed) > len(changed) // 2
@@ -103,7 +111,12 @@ def test_every_trainable_variable_gets_a_gradient(name, tentacles):
 def test_tentacle_kernels_are_plus_minus_alpha_per_channel(name, tentacles):
     model = built(name, tentacles)
     binary = binary_layers(model)
-    inner = [layer for layers in lt.layout(model).tentacle_layers.values() for layer in layers if hasattr(layer, "kernel")]
+    inner = [
+        layer
+        for layers in lt.layout(model).tentacle_layers.values()
+        for layer in layers
+        if hasattr(layer, "kernel")
+    ]
     assert inner and set(map(id, inner)) == set(map(id, binary))
     for layer in binary:
         latent = layer.get_weights()[0]
@@ -127,7 +140,8 @@ def test_tentacles_start_from_different_kernels(name):
         kernels = [layout.tentacle_layers[i][position].get_weights()[0] for i in (1, 2, 3)]
         # compare the initial sign patterns (the only thing binarization keeps)
         signs = [np.sign(k) for k in kernels]
-        assert not np.array_equal(signs[0], signs[1]) and not np.array_equal(signs[1], signs[2]), first.name
+        differ = not np.array_equal(signs[0], signs[1]) and not np.array_equal(signs[1], signs[2])
+        assert differ, first.name
 
 
 @pytest.mark.parametrize("name,tentacles", TABLE)
@@ -137,7 +151,9 @@ def test_h5_round_trip(name, tentacles, tmp_path):
     path = tmp_path / "model.h5"
     model.save(path)
     loaded = lt.load_model(path)
-    np.testing.assert_array_equal(loaded(x, training=False).numpy(), model(x, training=False).numpy())
+    np.testing.assert_array_equal(
+        loaded(x, training=False).numpy(), model(x, training=False).numpy()
+    )
     assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
 
 
@@ -150,4 +166,6 @@ def test_savedmodel_and_keras_round_trip(name, fmt, tmp_path):
     path = tmp_path / ("model" if fmt == "savedmodel" else "model.keras")
     model.save(path)
     loaded = lt.load_model(path)
-    np.testing.assert_array_equal(loaded(x, training=False).numpy(), model(x, training=False).numpy())
+    np.testing.assert_array_equal(
+        loaded(x, training=False).numpy(), model(x, training=False).numpy()
+    )

@@ -36,7 +36,12 @@ def test_tf_config_errors_name_the_fix(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(ValueError, match="not a valid cluster"):
         distributed.cluster_spec()
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 3}}))
+    monkeypatch.setenv(
+        "TF_CONFIG",
+        json.dumps(
+            {"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 3}}
+        ),
+    )
     with pytest.raises(ValueError, match="worker:3 is not in the cluster"):
         distributed.cluster_spec()
 
@@ -46,13 +51,24 @@ def test_two_workers_on_localhost_end_with_identical_weights(tmp_path):
     workers = [f"localhost:{port}" for port in free_ports(2)]
     workdir = tmp_path / "run"
     command = [
-        sys.executable, APP, "--model=nin", "--dataset=digits", "--input_size=4", "--tentacles=2",
-        "--epochs=1", "--batch_size=64", "--strategy=multi_worker", "--verbose=2", f"--workdir={workdir}",
+        sys.executable,
+        APP,
+        "--model=nin",
+        "--dataset=digits",
+        "--input_size=4",
+        "--tentacles=2",
+        "--epochs=1",
+        "--batch_size=64",
+        "--strategy=multi_worker",
+        "--verbose=2",
+        f"--workdir={workdir}",
     ]
     processes = []
     for index in range(2):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-        env["TF_CONFIG"] = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        env["TF_CONFIG"] = json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        )
         log = open(tmp_path / f"worker{index}.log", "w")
         processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
     try:
@@ -66,7 +82,8 @@ def test_two_workers_on_localhost_end_with_identical_weights(tmp_path):
 
     chief_dir, other_dir = workdir, workdir / "workers" / "worker1"
     reports = [json.loads((d / "report.json").read_text()) for d in (chief_dir, other_dir)]
-    assert [r["num_workers"] for r in reports] == [2, 2] and [r["epochs_completed"] for r in reports] == [1, 1]
+    assert [r["num_workers"] for r in reports] == [2, 2]
+    assert [r["epochs_completed"] for r in reports] == [1, 1]
     assert reports[0]["test_accuracy"] == reports[1]["test_accuracy"]
     for name in ("last_model.h5", "best_model.h5"):
         chief = lt.load_model(chief_dir / name, compile=False).get_weights()

@@ -12,9 +12,9 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+from test_deploy import exported_case
 
 from helpers import loaded_app
-from test_deploy import exported_case
 
 APP = os.path.join(os.path.dirname(__file__), os.pardir, "apps", "predict.py")
 
@@ -60,11 +60,19 @@ def test_png_top1_matches_keras(predict, fernet3, tmp_path):
 
 @pytest.mark.slow
 def test_resize_and_grey_to_rgb_follow_the_training_pipeline(predict, nin1, tmp_path):
-    """A 20x20 grey PNG for an 8x8 RGB model: same numbers as larq_tentacle.data (tf.image.resize)."""
+    """A 20x20 grey PNG for an 8x8 RGB model.
+
+    Same numbers as larq_tentacle.data's pipeline (tf.image.resize).
+    """
     from larq_tentacle.data import datasets as data
 
     small = nin1["raw"][-4:]
-    big = np.stack([np.asarray(Image.fromarray(image.squeeze(-1)).resize((20, 20), Image.NEAREST)) for image in small])[..., None]
+    big = np.stack(
+        [
+            np.asarray(Image.fromarray(image.squeeze(-1)).resize((20, 20), Image.NEAREST))
+            for image in small
+        ]
+    )[..., None]
     sidecar = predict.read_sidecar(nin1["path"])
     ours = predict.preprocess(big, sidecar)
     reference = data.preprocess_images(big, nin1["preprocessing"])
@@ -119,7 +127,9 @@ def test_bad_images_and_files_name_the_problem(predict, fernet3, tmp_path):
     error([good], "truncated", model=str(truncated))
     foreign = tmp_path / "foreign.tflite"
     foreign.write_bytes(b"not a model at all")
-    (tmp_path / "foreign.tflite.json").write_text(json.dumps({"input_shape": [16, 16, 1], "preprocessing": "none"}))
+    (tmp_path / "foreign.tflite.json").write_text(
+        json.dumps({"input_shape": [16, 16, 1], "preprocessing": "none"})
+    )
     error([good], "not a TFLite flatbuffer", model=str(foreign))
     lonely = tmp_path / "lonely.tflite"
     lonely.write_bytes(data)
@@ -141,5 +151,11 @@ def test_cli_prints_top_k_and_fails_cleanly(fernet3, tmp_path):
     assert [r["top"][0]["index"] for r in results] == list(_keras_top1(fernet3, raw))
     assert all(len(r["top"]) == 2 for r in results)
     rgb = _save_png(tmp_path / "rgb.png", np.zeros((16, 16, 3), np.uint8))
-    bad = subprocess.run([sys.executable, APP, f"--model={fernet3['path']}", rgb], capture_output=True, text=True, env=env, timeout=600)
+    bad = subprocess.run(
+        [sys.executable, APP, f"--model={fernet3['path']}", rgb],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert bad.returncode == 2 and "channel" in bad.stderr and "Traceback" not in bad.stderr

@@ -6,9 +6,9 @@ import os
 
 import pytest
 from absl import flags
-from helpers import loaded_app, run_main
 
 import larq_tentacle as lt
+from helpers import loaded_app, run_main
 from larq_tentacle.core import fusion
 from larq_tentacle.training import recipe_flags
 from larq_tentacle.training.config import TrainConfig

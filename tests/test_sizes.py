@@ -45,11 +45,15 @@ def test_size_counts_one_bit_per_binary_parameter_and_ignores_batchnorm():
         layer.count_params() for layer in bnn.layers if layer.name.startswith("t1_conv")
     )
     float_params = sum(
-        layer.count_params() for layer in fp.layers if isinstance(layer, (tf.keras.layers.Conv2D, tf.keras.layers.Dense))
+        layer.count_params()
+        for layer in fp.layers
+        if isinstance(layer, (tf.keras.layers.Conv2D, tf.keras.layers.Dense))
     )
     assert lt.paper_size_kb(fp, exact=True) == pytest.approx(float_params * 4 / 1024)
     first_last = float_params - binary_params
-    assert lt.paper_size_kb(bnn, exact=True) == pytest.approx((first_last * 32 + binary_params) / 8 / 1024)
+    assert lt.paper_size_kb(bnn, exact=True) == pytest.approx(
+        (first_last * 32 + binary_params) / 8 / 1024
+    )
 
 
 def test_tentaclenet_grows_by_one_tentacle_per_tentacle():

@@ -1,8 +1,8 @@
 """`tentaclize` on float CNNs outside the registry, and every bad input of `build`."""
 
+import larq as lq
 import numpy as np
 import pytest
-import larq as lq
 import tensorflow as tf
 
 import larq_tentacle as lt
@@ -64,7 +64,12 @@ def test_tentaclize_custom_cnns(builder, variant, features, tentacles):
         assert model.get_layer("head_dense").input_shape[-1] == tentacles * features
     # first and last weight layers stay float, every inner one is binary
     binary = {layer.name for layer in binary_layers(model)}
-    expected = {layer.name for layers in layout.tentacle_layers.values() for layer in layers if isinstance(layer, lq.layers.QuantConv2D)}
+    expected = {
+        layer.name
+        for layers in layout.tentacle_layers.values()
+        for layer in layers
+        if isinstance(layer, lq.layers.QuantConv2D)
+    }
     assert binary == expected and len(binary) == tentacles * (2 if builder is small_resnet else 3)
     # no binary input is fed by a ReLU: its sign would be +1 everywhere
     x = np.random.default_rng(0).standard_normal((8, *model.input_shape[1:])).astype("float32")
@@ -89,16 +94,21 @@ def test_copy_init_starts_every_tentacle_from_the_float_weights():
     model = lt.tentaclize(float_model, tentacles=2, init="copy")
     for index in (1, 2):
         np.testing.assert_array_equal(
-            model.get_layer(f"t{index}_c3").get_weights()[0], float_model.get_layer("c3").get_weights()[0]
+            model.get_layer(f"t{index}_c3").get_weights()[0],
+            float_model.get_layer("c3").get_weights()[0],
         )
         np.testing.assert_array_equal(
             np.reshape(model.get_layer(f"t{index}_fc1").get_weights()[0], (-1, 64)),
             float_model.get_layer("fc1").get_weights()[0],
         )
-        for got, want in zip(model.get_layer(f"t{index}_n3").get_weights(), float_model.get_layer("n3").get_weights()):
+        for got, want in zip(
+            model.get_layer(f"t{index}_n3").get_weights(), float_model.get_layer("n3").get_weights()
+        ):
             np.testing.assert_array_equal(got, want)
     # the stem is the float model's own first layer
-    np.testing.assert_array_equal(model.get_layer("stem_c1").get_weights()[0], float_model.get_layer("c1").get_weights()[0])
+    np.testing.assert_array_equal(
+        model.get_layer("stem_c1").get_weights()[0], float_model.get_layer("c1").get_weights()[0]
+    )
 
 
 def test_hadamard_init_differs_per_tentacle_and_per_seed():
@@ -150,7 +160,16 @@ def test_float_with_several_tentacles_is_refused():
         lt.build("nin", precision="float", tentacles=3)
 
 
-@pytest.mark.parametrize("name,shape", [("nin", (2, 2, 3)), ("resnet9", (4, 4, 3)), ("fernet", (8, 8, 1)), ("nin", (32, 32)), ("nin", "32x32")])
+@pytest.mark.parametrize(
+    "name,shape",
+    [
+        ("nin", (2, 2, 3)),
+        ("resnet9", (4, 4, 3)),
+        ("fernet", (8, 8, 1)),
+        ("nin", (32, 32)),
+        ("nin", "32x32"),
+    ],
+)
 def test_build_rejects_input_shapes_too_small_or_malformed(name, shape):
     with pytest.raises(ValueError, match="input_shape") as error:
         lt.build(name, input_shape=shape)
@@ -172,7 +191,14 @@ def test_build_rejects_unknown_options():
 
 
 def test_tentaclize_rejects_sequential_models_with_the_fix():
-    sequential = tf.keras.Sequential([tf.keras.Input((8, 8, 1)), tf.keras.layers.Conv2D(4, 3), tf.keras.layers.Flatten(), tf.keras.layers.Dense(2)])
+    sequential = tf.keras.Sequential(
+        [
+            tf.keras.Input((8, 8, 1)),
+            tf.keras.layers.Conv2D(4, 3),
+            tf.keras.layers.Flatten(),
+            tf.keras.layers.Dense(2),
+        ]
+    )
     with pytest.raises(TypeError, match="Sequential.*tf.keras.Model"):
         lt.tentaclize(sequential, tentacles=2)
 

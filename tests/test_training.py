@@ -20,14 +20,17 @@ REPORT_KEYS = {
     "paper_size_kb", "epochs_completed", "wall_time_s", "versions",
 }
 WORKDIR_FILES = {
-    "config.json", "best_model.h5", "last_model.h5", "history.csv", "tensorboard", "report.json", "preprocessing.json",
+    "config.json", "best_model.h5", "last_model.h5", "history.csv", "tensorboard", "report.json",
+    "preprocessing.json",
 }
 # Small enough to train in seconds on 2 cores, big enough for every model's poolings.
 SMALL_SIZE = {"nin": 4, "resnet9": 8, "fernet": 16}
 
 
 def tiny(model="nin", **overrides):
-    values = dict(model=model, dataset="digits", epochs=1, batch_size=64, input_size=SMALL_SIZE[model])
+    values = dict(
+        model=model, dataset="digits", epochs=1, batch_size=64, input_size=SMALL_SIZE[model]
+    )
     values.update(overrides)
     return training.TrainConfig(**values)
 
@@ -71,7 +74,8 @@ def test_resolved_defaults_follow_the_paper():
     assert (config.dataset, config.epochs, config.optimizer) == ("cifar10", 300, "adam")
     assert (config.lr_patience, config.lr_factor, config.init) == (15, 0.1, "hadamard")
     assert training.TrainConfig.from_dict(config.to_dict()) == config
-    assert training_config.default_workdir(training.TrainConfig(model="fernet", tentacles=3)) == os.path.join("runs", "fernet_fer2013_tn3")
+    fernet3 = training.TrainConfig(model="fernet", tentacles=3)
+    assert training_config.default_workdir(fernet3) == os.path.join("runs", "fernet_fer2013_tn3")
 
 
 def _check_run(workdir, report, config):
@@ -84,7 +88,10 @@ def _check_run(workdir, report, config):
     with open(os.path.join(workdir, "preprocessing.json")) as file:
         assert json.load(file)["input_shape"] == report["input_shape"]
     rows = callbacks.read_history(os.path.join(workdir, "history.csv"))
-    assert [row["epoch"] for row in rows] == list(range(1, config.epochs + 1)) and report["epochs_completed"] == config.epochs
+    assert (
+        [row["epoch"] for row in rows] == list(range(1, config.epochs + 1))
+        and report["epochs_completed"] == config.epochs
+    )
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "lr"} <= set(rows[0])
     # The reported number is the best model's accuracy on the test split.
     best = lt.load_model(os.path.join(workdir, "best_model.h5"), compile=False)
@@ -94,7 +101,8 @@ def _check_run(workdir, report, config):
 
 # Every model once, both datasets covered (each run costs a graph trace, the budget is tight).
 @pytest.mark.parametrize(
-    "model, dataset", [(name, ("cifar10", "cifar100")[i % 2]) for i, name in enumerate(lt.list_models())]
+    "model, dataset",
+    [(name, ("cifar10", "cifar100")[i % 2]) for i, name in enumerate(lt.list_models())],
 )
 def test_every_model_trains_one_epoch_on_mock_cifar(tmp_path, model, dataset):
     import tensorflow_datasets as tfds
@@ -107,8 +115,12 @@ def test_every_model_trains_one_epoch_on_mock_cifar(tmp_path, model, dataset):
     assert report["num_classes"] == classes and report["input_shape"][2] == 3
     assert report["delta_vs_fp32"] == pytest.approx(report["test_accuracy"] - 0.5)
     assert report["split_sizes"] == {"train": 7, "validation": 1, "test": 8}
-    if lt.layout(lt.load_model(os.path.join(tmp_path, "best_model.h5"), compile=False)).head_variant == "a":
-        assert len(report["tentacle_accuracies"]) == 2 and report["ensemble_accuracy"] == report["test_accuracy"]
+    best = lt.load_model(os.path.join(tmp_path, "best_model.h5"), compile=False)
+    if lt.layout(best).head_variant == "a":
+        assert (
+            len(report["tentacle_accuracies"]) == 2
+            and report["ensemble_accuracy"] == report["test_accuracy"]
+        )
     else:
         assert "tentacle_accuracies" not in report
 
@@ -165,13 +177,21 @@ def test_init_from_copies_the_float_run(tmp_path):
     model = training.build_model(config, input_shape=(4, 4, 3), num_classes=10)
     float_model = lt.load_model(tmp_path / "fp32" / "best_model.h5", compile=False)
     for tentacle in (1, 2):
-        np.testing.assert_array_equal(model.get_layer(f"t{tentacle}_conv4").get_weights()[0], float_model.get_layer("conv4").get_weights()[0])
-    np.testing.assert_array_equal(model.get_layer("stem_conv1").get_weights()[0], float_model.get_layer("conv1").get_weights()[0])
+        np.testing.assert_array_equal(
+            model.get_layer(f"t{tentacle}_conv4").get_weights()[0],
+            float_model.get_layer("conv4").get_weights()[0],
+        )
+    np.testing.assert_array_equal(
+        model.get_layer("stem_conv1").get_weights()[0],
+        float_model.get_layer("conv1").get_weights()[0],
+    )
     with pytest.raises(ValueError, match="input \\(8, 8, 3\\)"):
         training.build_model(config, input_shape=(8, 8, 3), num_classes=10)
     report = training.train(config, tmp_path / "tn2", verbose=0)
     assert report["fp32_accuracy"] == float_report["test_accuracy"]
-    assert report["delta_vs_fp32"] == pytest.approx(report["test_accuracy"] - float_report["test_accuracy"])
+    assert report["delta_vs_fp32"] == pytest.approx(
+        report["test_accuracy"] - float_report["test_accuracy"]
+    )
 
 
 def _small_model():
@@ -189,17 +209,25 @@ def test_plateau_replay_matches_the_live_schedule(tmp_path):
     live.on_train_begin()
     for epoch, loss in enumerate(losses):
         live.on_epoch_end(epoch, {"val_loss": loss})
-    callbacks.write_history(tmp_path / "history.csv", [dict(epoch=i + 1, val_loss=v) for i, v in enumerate(losses)])
+    callbacks.write_history(
+        tmp_path / "history.csv", [dict(epoch=i + 1, val_loss=v) for i, v in enumerate(losses)]
+    )
     resumed_model = _small_model()
     run_log = callbacks.RunLog(str(tmp_path))
-    replay = callbacks.ResumablePlateau(run_log, initial_lr=0.1, monitor="val_loss", factor=0.5, patience=2)
+    replay = callbacks.ResumablePlateau(
+        run_log, initial_lr=0.1, monitor="val_loss", factor=0.5, patience=2
+    )
     for callback in (run_log, replay):
         callback.set_model(resumed_model)
         callback.on_train_begin()
     callbacks.set_lr(resumed_model, 0.123)  # what a restored optimizer might hold
     for callback in (run_log, replay):
         callback.on_epoch_begin(len(losses))
-    assert callbacks.current_lr(resumed_model) == pytest.approx(callbacks.current_lr(live_model)) == pytest.approx(0.025)
+    assert (
+        callbacks.current_lr(resumed_model)
+        == pytest.approx(callbacks.current_lr(live_model))
+        == pytest.approx(0.025)
+    )
     assert (replay.wait, replay.best) == (live.wait, live.best)
 
 
@@ -209,18 +237,43 @@ def test_fit_model_takes_datasets_and_sample_weights(tmp_path):
     bundle = data.DatasetBundle(
         train=None,  # fit_model rebuilds the training pipeline to carry the weights
         validation=data.make_dataset(arrays.x_val, arrays.y_val, batch_size=64, training=False),
-        test=None, num_classes=10, class_names=arrays.class_names, preprocessing=arrays.preprocessing, arrays=subset,
+        test=None,
+        num_classes=10,
+        class_names=arrays.class_names,
+        preprocessing=arrays.preprocessing,
+        arrays=subset,
     )
     config = tiny(tentacles=2, batch_size=32).resolved()
     model = lt.build("nin", tentacles=2, input_shape=(4, 4, 1), num_classes=10)
     before = [w.numpy().copy() for w in model.trainable_weights]
     # All-zero weights: zero loss, zero gradients, so no trainable weight may move.
-    history = training.fit_model(model, bundle, config=config, workdir=tmp_path / "zero", sample_weight=np.zeros(128), verbose=0)
+    history = training.fit_model(
+        model,
+        bundle,
+        config=config,
+        workdir=tmp_path / "zero",
+        sample_weight=np.zeros(128),
+        verbose=0,
+    )
     assert history.history["loss"] == [0.0]
     for old, new in zip(before, model.trainable_weights):
         np.testing.assert_array_equal(old, new.numpy())
     with pytest.raises(ValueError, match="sample_weight needs the training arrays"):
-        training.fit_model(model, (bundle.validation, bundle.validation), config=config, workdir=tmp_path / "x", sample_weight=np.ones(128))
-    history = training.fit_model(model, (bundle.validation, bundle.validation), config=config, workdir=tmp_path / "pair", verbose=0)
+        training.fit_model(
+            model,
+            (bundle.validation, bundle.validation),
+            config=config,
+            workdir=tmp_path / "x",
+            sample_weight=np.ones(128),
+        )
+    history = training.fit_model(
+        model,
+        (bundle.validation, bundle.validation),
+        config=config,
+        workdir=tmp_path / "pair",
+        verbose=0,
+    )
     assert history.epoch == [0] and set(history.history) >= {"loss", "val_loss", "lr"}
-    assert any(not np.array_equal(old, new.numpy()) for old, new in zip(before, model.trainable_weights))
+    assert any(
+        not np.array_equal(old, new.numpy()) for old, new in zip(before, model.trainable_weights)
+    )

@@ -41,7 +41,9 @@ def input_shape(value, *, min_size: int = 1, model: Optional[str] = None, why: s
     if (
         shape is None
         or len(shape) != 3
-        or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0 for d in shape)
+        or not all(
+            isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0 for d in shape
+        )
     ):
         raise ValueError(
             f"Expected `input_shape`{owner} to be (height, width, channels) with positive "
@@ -67,12 +69,18 @@ def no_unknown(kwargs: dict, known: Iterable[str], *, where: str) -> None:
 
 
 def model_options(entries) -> dict:
-    """`--model_option=key=value` flags as a dict (values parsed as Python literals when they are)."""
+    """`--model_option=key=value` flags as a dict.
+
+    Values are parsed as Python literals when they are.
+    """
     options = {}
     for entry in entries:
         key, separator, text = entry.partition("=")
         if not separator or not key:
-            raise ValueError(f"--model_option={entry!r} is not key=value. Fix: e.g. --model_option=projection_shortcuts=2.")
+            raise ValueError(
+                f"--model_option={entry!r} is not key=value. "
+                "Fix: e.g. --model_option=projection_shortcuts=2."
+            )
         try:
             options[key] = ast.literal_eval(text)
         except (ValueError, SyntaxError):

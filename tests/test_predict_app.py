@@ -40,7 +40,7 @@ def _save_png(path, pixels):
 
 
 def _keras_top1(case, raw):
-    from larq_tentacle.data import datasets as data
+    from larq_tentacle.data import pipeline as data
 
     x = data.preprocess_images(raw, case["preprocessing"])
     return case["model"](x, training=False).numpy().argmax(-1)
@@ -61,7 +61,7 @@ def test_png_top1_matches_keras(predict, fernet3, tmp_path):
 @pytest.mark.slow
 def test_resize_and_grey_to_rgb_follow_the_training_pipeline(predict, nin1, tmp_path):
     """A 20x20 grey PNG for an 8x8 RGB model: same numbers as larq_tentacle.data (tf.image.resize)."""
-    from larq_tentacle.data import datasets as data
+    from larq_tentacle.data import pipeline as data
 
     small = nin1["raw"][-4:]
     big = np.stack([np.asarray(Image.fromarray(image.squeeze(-1)).resize((20, 20), Image.NEAREST)) for image in small])[..., None]

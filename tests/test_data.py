@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import loaded_app, run_main
 from larq_tentacle.data import pipeline as data
 from larq_tentacle.data import sources
 
@@ -227,23 +228,43 @@ def test_a_tfds_import_error_is_not_called_missing_data(monkeypatch, tmp_path):
         data.load_arrays("cifar10", data_dir=str(tmp_path))
 
 
-def test_cifar10_without_network_says_download_elsewhere(monkeypatch, tmp_path):
-    """The real tfds builder, offline: its download fails with a network error (not an
-    ImportError of the builder, e.g. a missing importlib_resources) and the error says
-    where to put the data."""
-    import tensorflow_datasets as tfds
+
+@pytest.fixture
+def unreachable_cifar_host(monkeypatch):
+    """tfds' real builder and downloader, with no network even on a machine with internet:
+    every download goes to a closed port on this machine, without tfds' 10 retries
+    (3.5 minutes of backoff)."""
     from tensorflow_datasets.core.download import downloader
 
-    # Never reach the real host, even on a machine with internet: every download goes to a
-    # closed port on this machine, without tfds' 10 retries (3.5 minutes of backoff).
     real_download = downloader._Downloader._sync_download
 
     def unreachable(self, url, *args, **kwargs):
-        return real_download(self, "http://127.0.0.1:1/" + url.rsplit("/", 1)[-1], *args, **kwargs)
+        local = "http://127.0.0.1:1/" + url.rsplit("/", 1)[-1]
+        return real_download(self, local, *args, **kwargs)
 
     monkeypatch.setattr(downloader._Downloader, "_sync_download", unreachable)
     monkeypatch.setattr(downloader, "MAX_RETRIES", 0)
+
+
+def test_cifar10_without_network_says_download_elsewhere(unreachable_cifar_host, tmp_path):
+    """The download fails with a network error (not an ImportError of the builder, e.g. a
+    missing importlib_resources) and the error says where to put the data."""
+    import tensorflow_datasets as tfds
+
     assert tfds.builder("cifar10", data_dir=str(tmp_path)).info.name == "cifar10"
     with pytest.raises(FileNotFoundError, match="cifar10.*ConnectionError.*--data_dir") as error:
         data.load_arrays("cifar10", data_dir=str(tmp_path))
     assert "127.0.0.1" in str(error.value) and "tfds.load('cifar10'" in str(error.value)
+
+
+def test_train_app_without_network_ends_in_one_line(unreachable_cifar_host, capsys, tmp_path):
+    app = loaded_app("train")
+    try:
+        argv = ["--model=nin", "--dataset=cifar10", "--epochs=1", f"--data_dir={tmp_path}"]
+        code = run_main(next(app), argv + [f"--workdir={tmp_path / 'run'}"], program="train.py")
+    finally:
+        app.close()
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2
+    assert error.startswith("train.py: error: Could not load the tensorflow-datasets dataset")
+    assert "ConnectionError" in error and f"--data_dir={tmp_path}" in error

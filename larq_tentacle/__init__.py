@@ -36,7 +36,7 @@ except importlib.metadata.PackageNotFoundError:  # running from a source tree
 _LAZY = {
     "TrainConfig": "larq_tentacle.training.config",
     "train": "larq_tentacle.training.loop",
-    "load_dataset": "larq_tentacle.data.datasets",
+    "load_dataset": "larq_tentacle.data.pipeline",
     "export": "larq_tentacle.deploy.exporting",
     "verify": "larq_tentacle.deploy.verification",
     "ExportError": "larq_tentacle.deploy.conversion",

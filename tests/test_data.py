@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from larq_tentacle.data import datasets as data
+from helpers import loaded_app, run_main
+from larq_tentacle.data import pipeline as data
+from larq_tentacle.data import sources
 
 FER_HEADER = "emotion,pixels,Usage\n"
 
@@ -42,7 +44,7 @@ def test_digits_split_sizes_shapes_and_normalization(digits):
 
 
 def test_digits_test_split_does_not_depend_on_seed(digits):
-    first, other = data.load_raw("digits", seed=0), data.load_raw("digits", seed=1)
+    first, other = sources.load_raw("digits", seed=0), sources.load_raw("digits", seed=1)
     np.testing.assert_array_equal(other.x_test, first.x_test)
     np.testing.assert_array_equal(other.y_test, digits.y_test)
     assert not np.array_equal(other.y_val, first.y_val)  # the seed picks the validation hold-out
@@ -54,13 +56,18 @@ def test_resize_and_grey_to_rgb_follow_the_preprocessing_contract(digits):
     np.testing.assert_array_equal(arrays.x_train[..., 0], arrays.x_train[..., 2])
     pre = arrays.preprocessing
     assert pre["grey_to_rgb"] is True and pre["input_shape"] == [16, 16, 3]
-    assert set(pre) == {"dataset", "input_shape", "pixel_scale", "mean", "std", "resize", "grey_to_rgb", "class_names"}
+    assert set(pre) == {
+        "dataset", "input_shape", "pixel_scale", "mean", "std", "resize", "grey_to_rgb",
+        "class_names",
+    }
     assert len(pre["mean"]) == len(pre["std"]) == 3
     json.dumps(pre)  # it goes to preprocessing.json
     # A raw uint8 image, put through the documented steps, gives exactly the model input.
-    raw = data.load_raw("digits")
+    raw = sources.load_raw("digits")
     np.testing.assert_allclose(data.preprocess_images(raw.x_test, pre), arrays.x_test, atol=1e-5)
-    by_hand = tf.image.resize(raw.x_test[:4].astype(np.float32), (16, 16), method="bilinear").numpy()
+    by_hand = tf.image.resize(
+        raw.x_test[:4].astype(np.float32), (16, 16), method="bilinear"
+    ).numpy()
     by_hand = (np.repeat(by_hand, 3, axis=-1) / pre["pixel_scale"] - pre["mean"]) / pre["std"]
     np.testing.assert_allclose(by_hand, arrays.x_test[:4], atol=1e-5)
 
@@ -74,7 +81,9 @@ def test_fit_input_shape_keeps_colour_and_repeats_grey():
 
 
 def test_rgb_data_refuses_a_grey_input_shape(monkeypatch):
-    raw = data.RawSplits(*[np.zeros((4, 8, 8, 3), np.uint8), np.arange(4)] * 3, ["a", "b", "c", "d"])
+    raw = sources.RawSplits(
+        *[np.zeros((4, 8, 8, 3), np.uint8), np.arange(4)] * 3, ["a", "b", "c", "d"]
+    )
     monkeypatch.setattr(data, "load_raw", lambda name, **kwargs: raw)
     with pytest.raises(ValueError, match="RGB.*3\\)"):
         data.load_arrays("cifar10", input_shape=(8, 8, 1))
@@ -93,7 +102,8 @@ def test_make_dataset_shuffles_only_when_training(digits):
     first, second = _epoch(training), _epoch(training)
     assert sorted(first) == sorted(y) and not np.array_equal(first, y)
     assert not np.array_equal(first, second)  # reshuffled every epoch
-    np.testing.assert_array_equal(_epoch(data.make_dataset(x, y, batch_size=50, training=True, seed=3)), first)
+    again = data.make_dataset(x, y, batch_size=50, training=True, seed=3)
+    np.testing.assert_array_equal(_epoch(again), first)
 
 
 def test_augmentation_keeps_shapes_and_moves_pixels(digits):
@@ -134,14 +144,15 @@ def test_fer2013_good_file(tmp_path):
     rows = [fer_row(i % 7, "Training", value=i) for i in range(5)]
     rows += [fer_row(3, "PublicTest"), fer_row(6, "PublicTest"), fer_row(1, "PrivateTest")]
     path = write_fer(tmp_path / "fer2013.csv", rows)
-    raw = data.read_fer2013(path)
+    raw = sources.read_fer2013(path)
     assert raw.x_train.shape == (5, 48, 48, 1) and raw.x_train.dtype == np.uint8
-    assert list(raw.y_train) == [0, 1, 2, 3, 4] and list(raw.y_val) == [3, 6] and list(raw.y_test) == [1]
+    assert list(raw.y_train) == [0, 1, 2, 3, 4]
+    assert list(raw.y_val) == [3, 6] and list(raw.y_test) == [1]
     assert raw.x_train[4].min() == raw.x_train[4].max() == 4
     assert raw.class_names[3] == "happy"
     arrays = data.load_arrays("fer2013", data_dir=str(tmp_path), input_shape=(16, 16, 1))
     assert arrays.x_val.shape == (2, 16, 16, 1) and arrays.num_classes == 7
-    assert data.find_fer2013(str(path)) == str(path)
+    assert sources.find_fer2013(str(path)) == str(path)
 
 
 @pytest.mark.parametrize(
@@ -161,17 +172,17 @@ def test_fer2013_malformed_row_names_file_and_line(tmp_path, bad_row, message):
     rows = [fer_row(0, "Training"), fer_row(1, "PublicTest"), bad_row, fer_row(2, "PrivateTest")]
     path = write_fer(tmp_path / "fer2013.csv", rows)
     with pytest.raises(ValueError, match=message) as error:
-        data.read_fer2013(path)
+        sources.read_fer2013(path)
     assert f"{path}, line 4" in str(error.value)
 
 
 def test_fer2013_bad_header_and_empty_split(tmp_path):
     path = write_fer(tmp_path / "a.csv", [fer_row()], header="label,pixels,usage\n")
     with pytest.raises(ValueError, match="line 1: expected the header"):
-        data.read_fer2013(path)
+        sources.read_fer2013(path)
     path = write_fer(tmp_path / "b.csv", [fer_row(0, "Training"), fer_row(1, "PublicTest")])
     with pytest.raises(ValueError, match="no rows with Usage 'PrivateTest'"):
-        data.read_fer2013(path)
+        sources.read_fer2013(path)
 
 
 def test_fer2013_missing_file_says_where_it_looked_and_how_to_get_it(tmp_path):
@@ -215,3 +226,45 @@ def test_a_tfds_import_error_is_not_called_missing_data(monkeypatch, tmp_path):
     monkeypatch.setattr(tfds, "load", broken)
     with pytest.raises(ImportError, match="importlib_resources"):
         data.load_arrays("cifar10", data_dir=str(tmp_path))
+
+
+
+@pytest.fixture
+def unreachable_cifar_host(monkeypatch):
+    """tfds' real builder and downloader, with no network even on a machine with internet:
+    every download goes to a closed port on this machine, without tfds' 10 retries
+    (3.5 minutes of backoff)."""
+    from tensorflow_datasets.core.download import downloader
+
+    real_download = downloader._Downloader._sync_download
+
+    def unreachable(self, url, *args, **kwargs):
+        local = "http://127.0.0.1:1/" + url.rsplit("/", 1)[-1]
+        return real_download(self, local, *args, **kwargs)
+
+    monkeypatch.setattr(downloader._Downloader, "_sync_download", unreachable)
+    monkeypatch.setattr(downloader, "MAX_RETRIES", 0)
+
+
+def test_cifar10_without_network_says_download_elsewhere(unreachable_cifar_host, tmp_path):
+    """The download fails with a network error (not an ImportError of the builder, e.g. a
+    missing importlib_resources) and the error says where to put the data."""
+    import tensorflow_datasets as tfds
+
+    assert tfds.builder("cifar10", data_dir=str(tmp_path)).info.name == "cifar10"
+    with pytest.raises(FileNotFoundError, match="cifar10.*ConnectionError.*--data_dir") as error:
+        data.load_arrays("cifar10", data_dir=str(tmp_path))
+    assert "127.0.0.1" in str(error.value) and "tfds.load('cifar10'" in str(error.value)
+
+
+def test_train_app_without_network_ends_in_one_line(unreachable_cifar_host, capsys, tmp_path):
+    app = loaded_app("train")
+    try:
+        argv = ["--model=nin", "--dataset=cifar10", "--epochs=1", f"--data_dir={tmp_path}"]
+        code = run_main(next(app), argv + [f"--workdir={tmp_path / 'run'}"], program="train.py")
+    finally:
+        app.close()
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2
+    assert error.startswith("train.py: error: Could not load the tensorflow-datasets dataset")
+    assert "ConnectionError" in error and f"--data_dir={tmp_path}" in error

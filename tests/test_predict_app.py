@@ -40,7 +40,7 @@ def _save_png(path, pixels):
 
 
 def _keras_top1(case, raw):
-    from larq_tentacle.data import datasets as data
+    from larq_tentacle.data import pipeline as data
 
     x = data.preprocess_images(raw, case["preprocessing"])
     return case["model"](x, training=False).numpy().argmax(-1)
@@ -64,7 +64,7 @@ def test_resize_and_grey_to_rgb_follow_the_training_pipeline(predict, nin1, tmp_
 
     Same numbers as larq_tentacle.data's pipeline (tf.image.resize).
     """
-    from larq_tentacle.data import datasets as data
+    from larq_tentacle.data import pipeline as data
 
     small = nin1["raw"][-4:]
     big = np.stack(

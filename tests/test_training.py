@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import larq_tentacle as lt
-from larq_tentacle.data import datasets as data
+from larq_tentacle.data import pipeline as data
 from larq_tentacle.training import callbacks
 from larq_tentacle.training import config as training_config
 from larq_tentacle.training import loop as training

@@ -5,6 +5,6 @@ Imports only `larq_tentacle.utils`; training, export (verification on real image
 experiments and the apps read their data through this room.
 """
 
-from larq_tentacle.data.datasets import load_dataset
+from larq_tentacle.data.pipeline import load_dataset
 
 __all__ = ["load_dataset"]

@@ -92,7 +92,7 @@ def _workdir_sample(preprocessing, num_samples: int, data_dir):
     if not isinstance(preprocessing, dict) or not preprocessing.get("dataset"):
         return None
     try:
-        from larq_tentacle.data import datasets as data
+        from larq_tentacle.data import pipeline as data
 
         raw = data.load_raw(preprocessing["dataset"], data_dir=data_dir)
         # The run's own normalization, not one recomputed here.

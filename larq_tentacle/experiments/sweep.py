@@ -23,7 +23,7 @@ import tensorflow as tf
 from larq_tentacle.core.registry import get_spec
 from larq_tentacle.core.serialization import load_model
 from larq_tentacle.core.size import displayed_kb, paper_size_kb
-from larq_tentacle.data import datasets as data
+from larq_tentacle.data import pipeline as data
 from larq_tentacle.experiments import ensembles
 from larq_tentacle.experiments.plan import POINTS_DIR, plan, point_id, point_path
 from larq_tentacle.experiments.results import render, write_csv

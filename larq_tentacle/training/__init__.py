@@ -4,7 +4,7 @@ loop and multi-worker distribution.
 Imports `larq_tentacle.core` and `larq_tentacle.utils`, never export or experiments.
 """
 
-from larq_tentacle.data.datasets import load_dataset
+from larq_tentacle.data.pipeline import load_dataset
 from larq_tentacle.training.config import TrainConfig
 from larq_tentacle.training.loop import train
 

@@ -12,7 +12,7 @@ from typing import Optional
 
 from larq_tentacle.core.registry import PRECISIONS, get_spec
 from larq_tentacle.core.template import INITS
-from larq_tentacle.data import datasets as data
+from larq_tentacle.data import sources as data
 from larq_tentacle.training import distributed
 from larq_tentacle.training.recipe import Recipe, described, positive_float
 from larq_tentacle.utils import validation

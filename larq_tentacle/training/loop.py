@@ -26,7 +26,7 @@ import tensorflow as tf
 from larq_tentacle.core.registry import build, get_spec
 from larq_tentacle.core.serialization import load_model
 from larq_tentacle.core.template import tentaclize
-from larq_tentacle.data import datasets as data
+from larq_tentacle.data import pipeline as data
 from larq_tentacle.training import callbacks, distributed
 from larq_tentacle.training.config import TrainConfig, check_workdir
 from larq_tentacle.training.report import LOSS, evaluate_run, run_report, summary_table

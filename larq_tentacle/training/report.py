@@ -13,7 +13,7 @@ import tensorflow as tf
 from larq_tentacle.core.layout import layout
 from larq_tentacle.core.serialization import load_model
 from larq_tentacle.core.size import larq_memory_kb, paper_size_kb
-from larq_tentacle.data import datasets as data
+from larq_tentacle.data import pipeline as data
 from larq_tentacle.training import distributed
 from larq_tentacle.training.config import TrainConfig
 from larq_tentacle.training.tracing import skip_autograph

@@ -5,7 +5,6 @@ preprocessing.json, config.json (model name, dataset location) and the test
 images of its dataset for the parity check.
 """
 
-import json
 import os
 import warnings
 
@@ -13,8 +12,7 @@ import numpy as np
 
 from larq_tentacle.deploy.exporting import ExportResult, export
 from larq_tentacle.utils import validation
-
-WORKDIR_MODELS = ("best_model.h5", "last_model.h5")
+from larq_tentacle.utils.run_folder import RunFolder
 
 
 def export_workdir(
@@ -43,19 +41,15 @@ def export_workdir(
         raise FileNotFoundError(
             f"No workdir at {workdir!r}. Fix: pass the --workdir of a training run."
         )
-    models = [
-        os.path.join(workdir, name)
-        for name in WORKDIR_MODELS
-        if os.path.isfile(os.path.join(workdir, name))
-    ]
+    run = RunFolder(workdir)
+    models = run.models()
     if not models:
         raise FileNotFoundError(
-            f"{workdir!r} has none of {list(WORKDIR_MODELS)}: training has not saved a model yet. "
-            "Fix: let apps/train.py finish at least one epoch, or pass a saved model instead."
+            f"{workdir!r} has none of {list(RunFolder.MODELS)}: training has not saved a model "
+            "yet. Fix: let apps/train.py finish at least one epoch, or pass a saved model instead."
         )
-    config = _read_json(os.path.join(workdir, "config.json")) or {}
-    preprocessing_file = os.path.join(workdir, "preprocessing.json")
-    preprocessing = _read_json(preprocessing_file) if os.path.isfile(preprocessing_file) else None
+    config = run.read_json(run.config) or {}
+    preprocessing = run.read_json(run.preprocessing)
     from larq_tentacle.core.serialization import load_model
 
     model = load_model(models[0], compile=False)
@@ -68,13 +62,6 @@ def export_workdir(
     export_options.setdefault("model_name", _run_name(config, model))
     export_options.setdefault("source", os.path.abspath(models[0]))
     return export(model, output, sample=sample, preprocessing=preprocessing, **export_options)
-
-
-def _read_json(path):
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as file:
-        return json.load(file)
 
 
 def _run_name(config: dict, model) -> str:

@@ -10,6 +10,7 @@ import pytest
 
 from larq_tentacle import experiments
 from larq_tentacle.experiments import plan, sweep, sweep_config, tables
+from larq_tentacle.experiments.sweep_folder import SweepFolder
 from larq_tentacle.utils import atomic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -178,7 +179,7 @@ def test_workdir_config_keeps_the_union_of_extended_lists(tmp_path):
                                      seeds=[1], epochs=1).resolved()
     sweep_config.check_workdir(str(tmp_path), first)
     sweep_config.check_workdir(str(tmp_path), second)
-    stored = json.load(open(tmp_path / sweep_config.SWEEP_CONFIG))
+    stored = json.load(open(SweepFolder(tmp_path).config))
     assert (stored["tentacles"], stored["bagging"], stored["boosting"], stored["seeds"]) == ([1, 2], [3], [1, 2], [0, 1])
     with pytest.raises(ValueError, match="learning_rate"):
         sweep_config.check_workdir(str(tmp_path), experiments.SweepConfig(

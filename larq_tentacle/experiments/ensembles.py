@@ -43,6 +43,7 @@ from larq_tentacle.utils import validation
 from larq_tentacle.core.ensemble_vote import VOTES, EnsembleVote, combine  # noqa: F401
 from larq_tentacle.core.initializers import derive_seed
 from larq_tentacle.core.size import displayed_kb, paper_size_kb
+from larq_tentacle.utils.run_folder import RunFolder
 
 METHODS = ("bagging", "boosting")
 SAMPLINGS = ("bootstrap", "partition")
@@ -238,19 +239,16 @@ def _check_data(x, y):
     return x, y.astype(np.int64)
 
 
-def _member_path(workdir, index):
-    return None if workdir is None else os.path.join(os.fspath(workdir), f"member{index}.h5")
-
-
 def _train_member(build_member, fit, x, y, *, index, sample_weight, workdir):
     """Train member `index` or, when `workdir` has it from an earlier run, reload it."""
-    path = _member_path(workdir, index)
+    run = None if workdir is None else RunFolder(workdir)
+    path = None if run is None else run.member_model(index)
     if path is not None and os.path.exists(path):
         from larq_tentacle.core.serialization import load_model
 
         return load_model(path, compile=False)
     model = build_member(index)
-    member_dir = None if workdir is None else os.path.join(os.fspath(workdir), f"member{index}")
+    member_dir = None if run is None else run.member(index).path
     fit(model, x, y, sample_weight=sample_weight, index=index, workdir=member_dir)
     if path is not None:
         with atomic.atomic_path(path) as temporary:

@@ -13,10 +13,10 @@ import os
 from typing import Optional, Sequence
 
 from larq_tentacle.experiments.ensembles import BAGGING_VOTES, SAMPLINGS
+from larq_tentacle.experiments.sweep_folder import SweepFolder
 from larq_tentacle.training.loop import TrainConfig
 from larq_tentacle.utils import atomic, validation
 
-SWEEP_CONFIG = "sweep_config.json"
 # The fields a rerun in the same workdir may change: it then extends the sweep.
 _EXTENSIBLE = ("tentacles", "bagging", "boosting", "seeds")
 
@@ -121,7 +121,7 @@ def check_workdir(workdir, config: SweepConfig) -> None:
     The stored config keeps the union of every list run in the workdir, so it
     describes all its points (also when processes run different seeds).
     """
-    path = os.path.join(workdir, SWEEP_CONFIG)
+    path = SweepFolder(workdir).config
     current = config.to_dict()
     if os.path.exists(path):
         previous = read_stored_config(workdir)
@@ -142,7 +142,7 @@ def check_workdir(workdir, config: SweepConfig) -> None:
 
 def read_stored_config(workdir) -> dict:
     """The config stored in `workdir` by `check_workdir` (as a dict), or {} if none."""
-    path = os.path.join(os.fspath(workdir), SWEEP_CONFIG)
+    path = SweepFolder(workdir).config
     if not os.path.exists(path):
         return {}
     with open(path) as file:

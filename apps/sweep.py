@@ -27,7 +27,8 @@ from larq_tentacle.utils import app_logging  # noqa: E402
 
 _DEFAULTS = experiments.SweepConfig(model="nin")
 
-recipe_flags.define_recipe_flags(_DEFAULTS)
+# Every point's seed comes from --seeds, so the recipe's own seed gets no flag.
+recipe_flags.define_recipe_flags(_DEFAULTS, exclude=("seed",))
 flags.DEFINE_string("tentacles", "1-5", "TentacleNet tentacle counts: '1-8', '1,2,4' or '' to skip.")
 flags.DEFINE_string("bagging", "1-5", "BENN bagging ensemble sizes ('' to skip).")
 flags.DEFINE_string("boosting", "1-5", "BENN boosting ensemble sizes ('' to skip).")

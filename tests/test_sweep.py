@@ -1,6 +1,7 @@
 """The sweep: points, resume, CSV, plots and Table 2 (training on digits at 4x4, 1 epoch)."""
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -12,6 +13,8 @@ from larq_tentacle import experiments
 from larq_tentacle.experiments import plan, sweep, sweep_config, tables
 from larq_tentacle.experiments.sweep_folder import SweepFolder
 from larq_tentacle.utils import atomic
+
+from helpers import loaded_app
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -184,3 +187,55 @@ def test_workdir_config_keeps_the_union_of_extended_lists(tmp_path):
     with pytest.raises(ValueError, match="learning_rate"):
         sweep_config.check_workdir(str(tmp_path), experiments.SweepConfig(
             model="nin", dataset="digits", epochs=1, learning_rate=0.5).resolved())
+
+
+def test_an_older_sweep_config_json_without_new_fields_still_resumes(tmp_path):
+    config = experiments.SweepConfig(model="nin", dataset="digits", tentacles=[1], bagging=[],
+                                      boosting=[], seeds=[0], epochs=1).resolved()
+    older = config.to_dict()
+    del older["fused"]  # written before the sweep had the recipe's `fused`
+    atomic.write_json(SweepFolder(tmp_path).config, older)
+    sweep_config.check_workdir(str(tmp_path), dataclasses.replace(config, seeds=(0, 1)))
+    assert json.load(open(SweepFolder(tmp_path).config))["seeds"] == [0, 1]
+    with pytest.raises(ValueError, match="fused"):
+        sweep_config.check_workdir(str(tmp_path), dataclasses.replace(config, fused=True))
+
+
+def test_every_point_trains_with_the_sweep_recipe_and_its_own_seed():
+    config = experiments.SweepConfig(model="nin", dataset="digits", epochs=2, optimizer="sgd",
+                                     lr_factor=0.5, fused=True, seeds=[4])
+    recipe = config.recipe()
+    tentaclenet = config.train_config(tentacles=3, seed=4)
+    assert dataclasses.replace(tentaclenet.recipe(), seed=recipe.seed) == recipe
+    assert (tentaclenet.tentacles, tentaclenet.seed, tentaclenet.fused) == (3, 4, True)
+    fp32 = config.train_config(precision="float", seed=4)
+    assert (fp32.init, fp32.fused, fp32.optimizer) == (None, False, "sgd")
+    fp32.resolved()  # the FP32 baseline has no tentacles to fuse
+    assert "seed" not in config.to_dict()
+    with pytest.raises(ValueError, match="seeds"):
+        dataclasses.replace(config, seed=3).resolved()
+
+
+@pytest.fixture
+def sweep_app():
+    yield from loaded_app("sweep")
+
+
+def test_sweep_flags_are_the_recipe_flags_with_seeds_instead_of_seed(sweep_app):
+    from absl import flags
+
+    assert "seed" not in flags.FLAGS and "seeds" in flags.FLAGS
+    defaults = {name: flags.FLAGS[name].default for name in (
+        "epochs", "batch_size", "learning_rate", "optimizer", "lr_patience", "lr_factor",
+        "augment", "fused", "init", "sampling", "vote", "seeds", "tentacles")}
+    assert defaults == dict(epochs=300, batch_size=128, learning_rate=1e-3, optimizer="adam",
+                            lr_patience=15, lr_factor=0.1, augment="default", fused="false",
+                            init="hadamard", sampling="bootstrap", vote="average", seeds="0,1,2",
+                            tentacles="1-5")
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["sweep.py", "--model=nin", "--seeds=3,5", "--fused=auto", "--epochs=2"])
+    try:
+        config = sweep_app.config_from_flags()
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert (config.seeds, config.seed, config.fused, config.epochs) == ([3, 5], 0, "auto", 2)

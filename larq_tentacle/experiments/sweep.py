@@ -183,12 +183,11 @@ def _pool_data(config: SweepConfig, seed: int):
     input_shape = data.fit_input_shape(
         train_config.dataset, spec.input_shape, input_size=config.input_size
     )
-    augment = data.AUGMENT[train_config.dataset] if config.augment == "default" else config.augment
-    augment = None if augment == "none" else augment
+    augment = data.training_augmentation(train_config.dataset, train_config.augment)
     tf.keras.utils.set_random_seed(seed)
     bundle = data.load_dataset(
-        train_config.dataset, input_shape=input_shape, batch_size=config.batch_size, seed=seed,
-        data_dir=config.data_dir, augment=augment,
+        train_config.dataset, input_shape=input_shape, batch_size=train_config.batch_size,
+        seed=seed, data_dir=config.data_dir, augment=augment,
     )
     return bundle, input_shape, augment
 

@@ -267,3 +267,18 @@ def test_bagging_resumes_without_retraining_finished_members(data, tmp_path):
     again = ensembles.train_bagging(_build_member, x, y, members=3, fit=fit, workdir=tmp_path)
     assert calls == [3]
     np.testing.assert_allclose(again.members[0].predict(x[:8], verbose=0), first.members[0].predict(x[:8], verbose=0), atol=1e-6)
+
+
+def test_keras_fit_takes_the_shared_recipe():
+    from larq_tentacle.training.recipe import Recipe
+
+    x, y = _problem(64, 2)
+    model = _build_member(1)
+    ensembles.keras_fit(Recipe(epochs=1, batch_size=32, optimizer="sgd"), learning_rate=1e-2)(
+        model, x, y)
+    assert isinstance(model.optimizer, tf.keras.optimizers.SGD)
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-2)
+    with pytest.raises(TypeError, match="epochs"):
+        ensembles.keras_fit(batch_size=32)
+    with pytest.raises(ValueError, match="lr_factor"):
+        ensembles.keras_fit(epochs=1, lr_factor=2.0)

@@ -43,6 +43,8 @@ from larq_tentacle.utils import validation
 from larq_tentacle.core.ensemble_vote import VOTES, EnsembleVote, combine  # noqa: F401
 from larq_tentacle.core.initializers import derive_seed
 from larq_tentacle.core.size import displayed_kb, paper_size_kb
+from larq_tentacle.training.loop import make_optimizer
+from larq_tentacle.training.recipe import Recipe
 from larq_tentacle.utils.run_folder import RunFolder
 
 METHODS = ("bagging", "boosting")
@@ -182,44 +184,47 @@ def member_builder(name: str, *, seed: int = 0, **build_kwargs) -> Callable[[int
     return build_member
 
 
-def keras_fit(
-    *,
-    epochs: int,
-    batch_size: int = 128,
-    learning_rate: float = 1e-3,
-    validation_data=None,
-    lr_patience: int = 15,
-    lr_factor: float = 0.1,
-    verbose: int = 0,
-):
-    """A plain `fit(model, x, y, *, sample_weight, index, workdir)` with the paper's recipe.
+def keras_fit(recipe: Optional[Recipe] = None, *, validation_data=None, verbose: int = 0,
+              **recipe_fields):
+    """A plain `fit(model, x, y, *, sample_weight, index, workdir)` with a training recipe.
 
-    Adam and ReduceLROnPlateau on the validation loss (training loss without
-    validation data). `training.fit_model` is the project's full version (checkpoints,
-    resume); this one is for small in-memory problems and tests.
+    `recipe` is the `Recipe` the sweep's TentacleNet and FP32 points train with; without
+    one, the keywords build it (`epochs` is then required, e.g.
+    `keras_fit(epochs=10, batch_size=128)`); keywords next to a recipe override its
+    fields. It uses the recipe's epochs, batch size, optimizer and ReduceLROnPlateau
+    (lr_factor, lr_patience) on the validation loss (training loss without validation
+    data); the arrays are fitted as given (no augmentation) and the member builder
+    seeds each member. `training.fit_model` is the project's full version (checkpoints,
+    resume, augmentation); this one is for small in-memory problems and tests.
     """
-    epochs = validation.positive_int("epochs", epochs)
-    batch_size = validation.positive_int("batch_size", batch_size)
+    if recipe is None and "epochs" not in recipe_fields:
+        raise TypeError(
+            "keras_fit needs a Recipe or epochs=. Fix: e.g. keras_fit(epochs=10) or "
+            "keras_fit(Recipe(epochs=10))."
+        )
+    recipe = dataclasses.replace(recipe or Recipe(), **recipe_fields)
+    recipe = Recipe(**recipe.resolved_recipe())
 
     def fit(model, x, y, *, sample_weight=None, index=1, workdir=None):
         model.compile(
-            optimizer=tf.keras.optimizers.Adam(learning_rate),
+            optimizer=make_optimizer(recipe),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
         monitor = "val_loss" if validation_data is not None else "loss"
+        plateau = tf.keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, factor=recipe.lr_factor, patience=recipe.lr_patience
+        )
         model.fit(
             x,
             y,
             sample_weight=sample_weight,
-            batch_size=batch_size,
-            epochs=epochs,
+            batch_size=recipe.batch_size,
+            epochs=recipe.epochs,
             validation_data=validation_data,
             shuffle=True,
             verbose=verbose,
-            callbacks=[tf.keras.callbacks.ReduceLROnPlateau(
-                monitor=monitor, factor=lr_factor, patience=lr_patience
-            )],
+            callbacks=[plateau],
         )
 
     return fit

@@ -38,13 +38,12 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from larq_tentacle.utils import atomic
-from larq_tentacle.utils import validation
 from larq_tentacle.core.ensemble_vote import VOTES, EnsembleVote, combine  # noqa: F401
 from larq_tentacle.core.initializers import derive_seed
 from larq_tentacle.core.size import displayed_kb, paper_size_kb
 from larq_tentacle.training.loop import make_optimizer
 from larq_tentacle.training.recipe import Recipe
+from larq_tentacle.utils import atomic, validation
 from larq_tentacle.utils.run_folder import RunFolder
 
 METHODS = ("bagging", "boosting")
@@ -160,7 +159,9 @@ class BennResult:
             raise ValueError(f"Only {len(self.members)} members are trained, asked for {members}.")
         weights = self.alphas[:members] if self.vote == "weighted" else None
         return assemble(
-            self.members[:members], vote=self.vote, member_weights=weights,
+            self.members[:members],
+            vote=self.vote,
+            member_weights=weights,
             name=f"benn_{self.method}_n{members}",
         )
 
@@ -173,7 +174,11 @@ def member_builder(name: str, *, seed: int = 0, **build_kwargs) -> Callable[[int
     """
     from larq_tentacle.core.registry import build
 
-    validation.no_unknown(build_kwargs, ("num_classes", "input_shape", "init", "model_options"), where="member_builder")
+    validation.no_unknown(
+        build_kwargs,
+        ("num_classes", "input_shape", "init", "model_options"),
+        where="member_builder",
+    )
     options = dict(build_kwargs.pop("model_options", None) or {})
 
     def build_member(index: int) -> tf.keras.Model:
@@ -184,8 +189,9 @@ def member_builder(name: str, *, seed: int = 0, **build_kwargs) -> Callable[[int
     return build_member
 
 
-def keras_fit(recipe: Optional[Recipe] = None, *, validation_data=None, verbose: int = 0,
-              **recipe_fields):
+def keras_fit(
+    recipe: Optional[Recipe] = None, *, validation_data=None, verbose: int = 0, **recipe_fields
+):
     """A plain `fit(model, x, y, *, sample_weight, index, workdir)` with a training recipe.
 
     `recipe` is the `Recipe` the sweep's TentacleNet and FP32 points train with; without
@@ -311,7 +317,12 @@ def train_bagging(
     trained = []
     for index, sample in enumerate(samples, start=1):
         model = _train_member(
-            build_member, fit, x[sample], y[sample], index=index, sample_weight=None,
+            build_member,
+            fit,
+            x[sample],
+            y[sample],
+            index=index,
+            sample_weight=None,
             workdir=workdir,
         )
         trained.append(model)
@@ -386,7 +397,9 @@ def train_boosting(
             "rate."
         )
     result.model = assemble(
-        result.members, vote="weighted", member_weights=result.alphas,
+        result.members,
+        vote="weighted",
+        member_weights=result.alphas,
         name=f"benn_boosting_n{members}",
     )
     return result

@@ -8,10 +8,9 @@ import time
 
 import pytest
 
+from helpers import loaded_app, run_main
 from larq_tentacle.training import callbacks
 from larq_tentacle.utils.run_folder import RunFolder
-
-from helpers import loaded_app, run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = os.path.join(ROOT, "apps", "train.py")

@@ -22,6 +22,7 @@ import tensorflow as tf
 from larq_tentacle.utils import atomic
 from larq_tentacle.utils.run_folder import RunFolder
 
+
 def read_history(path) -> List[dict]:
     """Rows of a history.csv as dicts of floats (`epoch` as int, 1-based); [] if absent."""
     if not os.path.exists(path):

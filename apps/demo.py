@@ -17,26 +17,38 @@ import os
 # TensorFlow's and the LCE converter's C++ INFO lines would bury the comparison; warnings stay.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
-import larq_tentacle  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
-
+import dataclasses  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
-from larq_tentacle.utils import app_logging  # noqa: E402
-from larq_tentacle.utils import atomic  # noqa: E402
-from larq_tentacle.experiments import reporting  # noqa: E402
+import larq_tentacle  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 from larq_tentacle import training  # noqa: E402
+from larq_tentacle.experiments import reporting  # noqa: E402
+from larq_tentacle.training.recipe import Recipe  # noqa: E402
+from larq_tentacle.utils import app_logging, atomic  # noqa: E402
 
 flags.DEFINE_string("workdir", "runs/demo", "Output folder; one sub-folder per trained model.")
-flags.DEFINE_string("model", "fernet", "Registered model to compare (FerNet: its BNN is small enough to lose accuracy on digits).")
-flags.DEFINE_integer("input_size", 16, "Input size (digits are 8x8, upsampled; FerNet's four poolings need at least 16).")
+flags.DEFINE_string(
+    "model",
+    "fernet",
+    "Registered model to compare (FerNet: its BNN is small enough to lose accuracy on digits).",
+)
+flags.DEFINE_integer(
+    "input_size",
+    16,
+    "Input size (digits are 8x8, upsampled; FerNet's four poolings need at least 16).",
+)
 flags.DEFINE_integer("tentacles", 5, "Tentacles of the TentacleNet (the paper: 3-5 reach FP32).")
 flags.DEFINE_integer("epochs", 20, "Epochs per model.")
 flags.DEFINE_integer("batch_size", 64, "Batch size.")
 flags.DEFINE_float("learning_rate", 1e-2, "Initial Adam learning rate.")
-flags.DEFINE_integer("lr_patience", 3, "ReduceLROnPlateau patience (scaled down from the paper's 15 for the short run).")
+flags.DEFINE_integer(
+    "lr_patience",
+    3,
+    "ReduceLROnPlateau patience (scaled down from the paper's 15 for the short run).",
+)
 flags.DEFINE_integer("seed", 0, "Seed.")
 FLAGS = flags.FLAGS
 
@@ -51,17 +63,24 @@ def size_table() -> str:
     return table
 
 
+def recipe() -> Recipe:
+    """The one training recipe of the three models (the rest: the paper's defaults)."""
+    return Recipe(
+        epochs=FLAGS.epochs,
+        batch_size=FLAGS.batch_size,
+        learning_rate=FLAGS.learning_rate,
+        lr_patience=FLAGS.lr_patience,
+        seed=FLAGS.seed,
+    )
+
+
 def configs() -> list:
     """Step 2a: FP32 baseline, BNN, TentacleNet; same data, recipe and budget."""
     common = dict(
         model=FLAGS.model,
         dataset=DATASET,
         input_size=FLAGS.input_size,
-        epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size,
-        learning_rate=FLAGS.learning_rate,
-        lr_patience=FLAGS.lr_patience,
-        seed=FLAGS.seed,
+        **dataclasses.asdict(recipe()),
     )
     return [
         training.TrainConfig(precision="float", **common),
@@ -75,8 +94,12 @@ def train_all(workdir, train_configs) -> list:
     reports, fp32_accuracy = [], None
     for config in train_configs:
         if config.precision == "binary" and fp32_accuracy is not None:
-            config = training.TrainConfig(**{**config.to_dict(), "fp32_accuracy": fp32_accuracy})
-        print(f"## Training {config.variant()} ({config.model}, {config.dataset}, {config.epochs} epochs)", flush=True)
+            config = dataclasses.replace(config, fp32_accuracy=fp32_accuracy)
+        print(
+            f"## Training {config.variant()} ({config.model}, {config.dataset}, "
+            f"{config.epochs} epochs)",
+            flush=True,
+        )
         report = training.train(config, os.path.join(workdir, config.variant()), verbose=2)
         if config.precision == "float":
             fp32_accuracy = report["test_accuracy"]
@@ -89,7 +112,9 @@ def compare(workdir, reports, *, wall_time_s: float) -> str:
     """Step 3: the comparison table, printed and written as markdown and JSON."""
     rows = [
         dict(
-            variant={"fp32": "FP32", "bnn": "BNN"}.get(r["variant"], f"TentacleNet n={r['tentacles']}"),
+            variant={"fp32": "FP32", "bnn": "BNN"}.get(
+                r["variant"], f"TentacleNet n={r['tentacles']}"
+            ),
             accuracy=100 * r["test_accuracy"],
             delta=100 * r["delta_vs_fp32"],
             paper_kb=r["paper_size_kb"],
@@ -102,14 +127,26 @@ def compare(workdir, reports, *, wall_time_s: float) -> str:
     table = reporting.markdown_table(
         rows,
         ["variant", "accuracy", "delta", "paper_kb", "tentacles", "epochs", "train_s"],
-        ["model", "test accuracy %", "Δ vs FP32 (pp)", "paper kB", "each tentacle alone %", "epochs", "train s"],
+        [
+            "model",
+            "test accuracy %",
+            "Δ vs FP32 (pp)",
+            "paper kB",
+            "each tentacle alone %",
+            "epochs",
+            "train s",
+        ],
     )
     first = reports[0]
     title = (
-        f"{first['model']} on {first['dataset']} ({first['input_shape'][0]}x{first['input_shape'][1]}), "
+        f"{first['model']} on {first['dataset']} "
+        f"({first['input_shape'][0]}x{first['input_shape'][1]}), "
         f"test split of {first['split_sizes']['test']} images"
     )
-    markdown = f"## FP32 vs BNN vs TentacleNet: {title}\n\n{table}\n\nTotal wall time: {wall_time_s:.0f} s\n"
+    markdown = (
+        f"## FP32 vs BNN vs TentacleNet: {title}\n\n{table}\n\n"
+        f"Total wall time: {wall_time_s:.0f} s\n"
+    )
     atomic.write_text(os.path.join(workdir, "comparison.md"), markdown)
     atomic.write_json(
         os.path.join(workdir, "comparison.json"),
@@ -125,7 +162,10 @@ def export_tentaclenet(workdir, train_configs) -> str:
 
     run = os.path.join(workdir, train_configs[-1].variant())
     result = deploy.export_workdir(run)
-    print(f"## Export\n\n{result.path} ({os.path.getsize(result.path)} bytes), sidecar {result.sidecar_path}")
+    print(
+        f"## Export\n\n{result.path} ({os.path.getsize(result.path)} bytes), "
+        f"sidecar {result.sidecar_path}"
+    )
     print(result.report.summary() if result.report is not None else "", flush=True)
     return result.path
 

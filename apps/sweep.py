@@ -14,30 +14,36 @@ table from what is done. A thin shell over `larq_tentacle.experiments`; see
 docs/experiments.md.
 """
 
-import larq_tentacle  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-
 import shlex  # noqa: E402
 import sys  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
+import larq_tentacle  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from larq_tentacle import experiments  # noqa: E402
 from larq_tentacle.training import recipe_flags  # noqa: E402
 from larq_tentacle.utils import app_logging  # noqa: E402
 
 _DEFAULTS = experiments.SweepConfig(model="nin")
 
-recipe_flags.define_recipe_flags(_DEFAULTS)
-flags.DEFINE_string("tentacles", "1-5", "TentacleNet tentacle counts: '1-8', '1,2,4' or '' to skip.")
+# Every point's seed comes from --seeds, so the recipe's own seed gets no flag.
+recipe_flags.define_recipe_flags(_DEFAULTS, exclude=("seed",))
+flags.DEFINE_string(
+    "tentacles", "1-5", "TentacleNet tentacle counts: '1-8', '1,2,4' or '' to skip."
+)
 flags.DEFINE_string("bagging", "1-5", "BENN bagging ensemble sizes ('' to skip).")
 flags.DEFINE_string("boosting", "1-5", "BENN boosting ensemble sizes ('' to skip).")
 flags.DEFINE_string("seeds", "0,1,2", "Seeds; every point is trained once per seed.")
 flags.DEFINE_string("init", _DEFAULTS.init, "Tentacle init: hadamard (the paper's) or copy.")
-flags.DEFINE_string("sampling", _DEFAULTS.sampling, "Bagging samples: bootstrap or partition (the paper's §2.3).")
+flags.DEFINE_string(
+    "sampling", _DEFAULTS.sampling, "Bagging samples: bootstrap or partition (the paper's §2.3)."
+)
 flags.DEFINE_string("vote", _DEFAULTS.vote, "Bagging vote: average (softmax) or majority.")
 flags.DEFINE_float("fp32_accuracy", None, "Known FP32 test accuracy (0..1): skip the FP32 points.")
 flags.DEFINE_string("workdir", None, "Output folder (default: runs/sweep_<model>_<dataset>).")
-flags.DEFINE_bool("render_only", False, "Only redraw CSV, plots and table from the finished points.")
+flags.DEFINE_bool(
+    "render_only", False, "Only redraw CSV, plots and table from the finished points."
+)
 flags.DEFINE_bool("progress", True, "Show a progress bar over the points.")
 flags.DEFINE_integer("verbose", 0, "Keras verbosity of each training run.")
 
@@ -52,7 +58,10 @@ def parse_counts(name: str, text: str) -> list:
         try:
             values += list(range(int(low), int(high) + 1)) if dash else [int(part)]
         except ValueError:
-            raise ValueError(f"--{name}={text!r} is not a list of integers. Fix: e.g. --{name}=1-8 or --{name}=1,2,4.") from None
+            raise ValueError(
+                f"--{name}={text!r} is not a list of integers. "
+                f"Fix: e.g. --{name}=1-8 or --{name}=1,2,4."
+            ) from None
     return values
 
 
@@ -72,7 +81,10 @@ def config_from_flags() -> experiments.SweepConfig:
 
 def main(argv):
     if len(argv) > 1:
-        print(f"sweep.py: error: unexpected arguments {argv[1:]}; every option is a --flag.", file=sys.stderr)
+        print(
+            f"sweep.py: error: unexpected arguments {argv[1:]}; every option is a --flag.",
+            file=sys.stderr,
+        )
         return 2
     app_logging.quiet_info_logs()
     # The command that produces the points, so a --render_only redraw still names it.
@@ -80,11 +92,16 @@ def main(argv):
     command = "python apps/sweep.py " + " ".join(shlex.quote(a) for a in argv)
     try:
         config = config_from_flags()
-        workdir = FLAGS.workdir or f"runs/sweep_{config.model}_{config.dataset or config.resolved().dataset}"
+        workdir = (
+            FLAGS.workdir
+            or f"runs/sweep_{config.model}_{config.dataset or config.resolved().dataset}"
+        )
         if FLAGS.render_only:
             result = experiments.render(workdir, command=command)
         else:
-            result = experiments.run_sweep(config, workdir, progress=FLAGS.progress, verbose=FLAGS.verbose, command=command)
+            result = experiments.run_sweep(
+                config, workdir, progress=FLAGS.progress, verbose=FLAGS.verbose, command=command
+            )
     except (ValueError, TypeError, FileNotFoundError) as error:
         message = " ".join(str(error).split())
         print(f"sweep.py: error: {message}", file=sys.stderr)

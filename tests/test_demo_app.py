@@ -13,9 +13,13 @@ def demo():
 
 
 @pytest.mark.slow
-def test_demo_trains_three_models_writes_the_comparison_and_a_verified_tflite(demo, tmp_path, capsys):
+def test_demo_trains_three_models_writes_the_comparison_and_a_verified_tflite(
+    demo, tmp_path, capsys
+):
     workdir = tmp_path / "demo"
-    code = run_main(demo, [f"--workdir={workdir}", "--epochs=1", "--tentacles=2"], program="demo.py")
+    code = run_main(
+        demo, [f"--workdir={workdir}", "--epochs=1", "--tentacles=2"], program="demo.py"
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "## Model sizes" in out and "| nin | TentacleNet n=5 |" in out
@@ -26,8 +30,14 @@ def test_demo_trains_three_models_writes_the_comparison_and_a_verified_tflite(de
     fp32, bnn, tentaclenet = comparison["rows"]
     assert fp32["delta"] == 0.0
     for row in (bnn, tentaclenet):
-        report = next(r for r in comparison["reports"] if r["tentacles"] == (1 if row is bnn else 2) and r["variant"] != "fp32")
-        assert row["delta"] == pytest.approx(100 * (report["test_accuracy"] - comparison["reports"][0]["test_accuracy"]))
+        report = next(
+            r
+            for r in comparison["reports"]
+            if r["tentacles"] == (1 if row is bnn else 2) and r["variant"] != "fp32"
+        )
+        assert row["delta"] == pytest.approx(
+            100 * (report["test_accuracy"] - comparison["reports"][0]["test_accuracy"])
+        )
     # The paper-rule sizes grow with tentacles and are far below FP32's.
     assert fp32["paper_kb"] > tentaclenet["paper_kb"] > bnn["paper_kb"]
     markdown = (workdir / "comparison.md").read_text()

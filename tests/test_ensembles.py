@@ -152,7 +152,10 @@ def test_boosting_weights_follow_samme(boosted, data):
         weights /= weights.sum()
     # the second member was trained on weights that favour the first one's mistakes
     first_wrong = np.argmax(boosted.members[0].predict(x, verbose=0), -1) != y
-    assert boosted.sample_weights[1][first_wrong].mean() > boosted.sample_weights[1][~first_wrong].mean()
+    assert (
+        boosted.sample_weights[1][first_wrong].mean()
+        > boosted.sample_weights[1][~first_wrong].mean()
+    )
     member_accuracy = np.mean([_accuracy(m, x_test, y_test) for m in boosted.members])
     assert _accuracy(boosted.model, x_test, y_test) > member_accuracy
 
@@ -205,7 +208,9 @@ def test_assembled_registry_bnns_count_every_member():
     members = [builder(i) for i in (1, 2, 3)]
     assert not np.array_equal(members[0].get_weights()[0], members[1].get_weights()[0])
     model = ensembles.assemble(members)
-    assert lt.paper_size_kb(model, exact=True) == pytest.approx(3 * lt.paper_size_kb(members[0], exact=True))
+    assert lt.paper_size_kb(model, exact=True) == pytest.approx(
+        3 * lt.paper_size_kb(members[0], exact=True)
+    )
 
 
 # ---- one object: save, reload, export ----------------------------------------
@@ -216,7 +221,9 @@ def test_save_and_load_as_one_object(boosted, data, tmp_path):
     path = tmp_path / "benn.h5"
     ensembles.save(boosted.model, path)
     loaded = lt.load_model(path, compile=False)
-    np.testing.assert_allclose(loaded.predict(x_test, verbose=0), boosted.model.predict(x_test, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.predict(x_test, verbose=0), boosted.model.predict(x_test, verbose=0), atol=1e-6
+    )
     info = ensembles.describe(loaded)
     assert info["method"] == "boosting" and info["members"] == 3
     assert info["member_weights"] == pytest.approx(boosted.alphas)
@@ -266,4 +273,24 @@ def test_bagging_resumes_without_retraining_finished_members(data, tmp_path):
     calls.clear()
     again = ensembles.train_bagging(_build_member, x, y, members=3, fit=fit, workdir=tmp_path)
     assert calls == [3]
-    np.testing.assert_allclose(again.members[0].predict(x[:8], verbose=0), first.members[0].predict(x[:8], verbose=0), atol=1e-6)
+    np.testing.assert_allclose(
+        again.members[0].predict(x[:8], verbose=0),
+        first.members[0].predict(x[:8], verbose=0),
+        atol=1e-6,
+    )
+
+
+def test_keras_fit_takes_the_shared_recipe():
+    from larq_tentacle.training.recipe import Recipe
+
+    x, y = _problem(64, 2)
+    model = _build_member(1)
+    ensembles.keras_fit(Recipe(epochs=1, batch_size=32, optimizer="sgd"), learning_rate=1e-2)(
+        model, x, y
+    )
+    assert isinstance(model.optimizer, tf.keras.optimizers.SGD)
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-2)
+    with pytest.raises(TypeError, match="epochs"):
+        ensembles.keras_fit(batch_size=32)
+    with pytest.raises(ValueError, match="lr_factor"):
+        ensembles.keras_fit(epochs=1, lr_factor=2.0)

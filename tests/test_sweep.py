@@ -1,6 +1,7 @@
 """The sweep: points, resume, CSV, plots and Table 2 (training on digits at 4x4, 1 epoch)."""
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -8,8 +9,10 @@ import sys
 
 import pytest
 
+from helpers import loaded_app
 from larq_tentacle import experiments
 from larq_tentacle.experiments import plan, sweep, sweep_config, tables
+from larq_tentacle.experiments.sweep_folder import SweepFolder
 from larq_tentacle.utils import atomic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,24 +20,42 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _point(method, n, seed, accuracy, kb):
     return dict(
-        model="nin", dataset="digits", method=method, n=n, seed=seed, point=plan.point_id(method, n, seed),
-        test_accuracy=accuracy, paper_kb=kb, paper_kb_exact=kb - 0.5, wall_time_s=2.0, epochs_completed=1,
-        member_accuracies=None, input_shape=[8, 8, 1],
+        model="nin",
+        dataset="digits",
+        method=method,
+        n=n,
+        seed=seed,
+        point=plan.point_id(method, n, seed),
+        test_accuracy=accuracy,
+        paper_kb=kb,
+        paper_kb_exact=kb - 0.5,
+        wall_time_s=2.0,
+        epochs_completed=1,
+        member_accuracies=None,
+        input_shape=[8, 8, 1],
     )
 
 
 SYNTHETIC = [
-    _point("fp32", 1, 0, 0.90, 3700), _point("fp32", 1, 1, 0.92, 3700),
+    _point("fp32", 1, 0, 0.90, 3700),
+    _point("fp32", 1, 1, 0.92, 3700),
     # TentacleNet reaches FP32 (mean 0.91) at n=3
-    _point("tentaclenet", 1, 0, 0.80, 180), _point("tentaclenet", 1, 1, 0.82, 180),
-    _point("tentaclenet", 3, 0, 0.91, 500), _point("tentaclenet", 3, 1, 0.915, 500),
-    _point("tentaclenet", 5, 0, 0.93, 800), _point("tentaclenet", 5, 1, 0.93, 800),
+    _point("tentaclenet", 1, 0, 0.80, 180),
+    _point("tentaclenet", 1, 1, 0.82, 180),
+    _point("tentaclenet", 3, 0, 0.91, 500),
+    _point("tentaclenet", 3, 1, 0.915, 500),
+    _point("tentaclenet", 5, 0, 0.93, 800),
+    _point("tentaclenet", 5, 1, 0.93, 800),
     # bagging never does: compared at its best accuracy (n=4)
-    _point("bagging", 2, 0, 0.85, 360), _point("bagging", 2, 1, 0.85, 360),
-    _point("bagging", 4, 0, 0.89, 720), _point("bagging", 4, 1, 0.88, 720),
+    _point("bagging", 2, 0, 0.85, 360),
+    _point("bagging", 2, 1, 0.85, 360),
+    _point("bagging", 4, 0, 0.89, 720),
+    _point("bagging", 4, 1, 0.88, 720),
     # boosting breaks even at n=4
-    _point("boosting", 2, 0, 0.86, 360), _point("boosting", 2, 1, 0.86, 360),
-    _point("boosting", 4, 0, 0.91, 720), _point("boosting", 4, 1, 0.912, 720),
+    _point("boosting", 2, 0, 0.86, 360),
+    _point("boosting", 2, 1, 0.86, 360),
+    _point("boosting", 4, 0, 0.91, 720),
+    _point("boosting", 4, 1, 0.912, 720),
 ]
 
 
@@ -63,7 +84,10 @@ def test_render_writes_csv_plots_and_table(rendered):
     assert "python apps/sweep.py --model=nin" in table and "| TentacleNet | 3 |" in table
     # TentacleNet n=3 (500 kB) next to the nearest BENN sizes (360 kB, not 720 kB)
     assert "## At about equal memory" in table
-    assert "| 3 | 500 | 91.25 ± 0.35 | N=2 (360 kB): 85.00 ± 0.00 | N=2 (360 kB): 86.00 ± 0.00 |" in table
+    assert (
+        "| 3 | 500 | 91.25 ± 0.35 | N=2 (360 kB): 85.00 ± 0.00 | N=2 (360 kB): 86.00 ± 0.00 |"
+        in table
+    )
 
 
 def test_table2_takes_break_even_else_best_and_the_saving_vs_smallest_benn(rendered):
@@ -83,17 +107,37 @@ def test_table2_takes_break_even_else_best_and_the_saving_vs_smallest_benn(rende
 
 
 def test_plan_trains_one_pool_per_seed_for_prefix_closed_ensembles():
-    config = experiments.SweepConfig(model="nin", dataset="digits", tentacles=[2, 1], bagging=[1, 3],
-                                     boosting=[2], seeds=[0, 1], epochs=1).resolved()
+    config = experiments.SweepConfig(
+        model="nin",
+        dataset="digits",
+        tentacles=[2, 1],
+        bagging=[1, 3],
+        boosting=[2],
+        seeds=[0, 1],
+        epochs=1,
+    ).resolved()
     jobs = plan.plan(config)
     assert config.tentacles == (1, 2)
     pools = [j for j in jobs if j["kind"] == "pool"]
     assert [(j["method"], j["n"], j["seed"]) for j in pools] == [
-        ("bagging", 3, 0), ("boosting", 2, 0), ("bagging", 3, 1), ("boosting", 2, 1)]
+        ("bagging", 3, 0),
+        ("boosting", 2, 0),
+        ("bagging", 3, 1),
+        ("boosting", 2, 1),
+    ]
     assert pools[0]["points"] == ["bagging_n1_s0", "bagging_n3_s0"]
-    partition = plan.plan(experiments.SweepConfig(
-        model="nin", dataset="digits", tentacles=[], bagging=[1, 3], boosting=[], seeds=[0],
-        sampling="partition", fp32_accuracy=0.9).resolved())
+    partition = plan.plan(
+        experiments.SweepConfig(
+            model="nin",
+            dataset="digits",
+            tentacles=[],
+            bagging=[1, 3],
+            boosting=[],
+            seeds=[0],
+            sampling="partition",
+            fp32_accuracy=0.9,
+        ).resolved()
+    )
     assert [(j["method"], j["n"]) for j in partition] == [("bagging", 1), ("bagging", 3)]
 
 
@@ -110,7 +154,10 @@ def test_bad_sweep_config_names_the_field():
 def test_app_reports_a_bad_flag_without_a_traceback():
     completed = subprocess.run(
         [sys.executable, os.path.join(REPO, "apps", "sweep.py"), "--model=nin", "--tentacles=1-x"],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert completed.returncode == 2
     assert "--tentacles='1-x'" in completed.stderr and "Traceback" not in completed.stderr
@@ -118,8 +165,18 @@ def test_app_reports_a_bad_flag_without_a_traceback():
 
 def _tiny(**overrides):
     # fp32_accuracy given: no FP32 point (it runs the same code as a TentacleNet point).
-    values = dict(model="nin", dataset="digits", input_size=4, epochs=1, batch_size=128, tentacles=[1],
-                  bagging=[1], boosting=[1], seeds=[0], fp32_accuracy=0.9)
+    values = dict(
+        model="nin",
+        dataset="digits",
+        input_size=4,
+        epochs=1,
+        batch_size=128,
+        tentacles=[1],
+        bagging=[1],
+        boosting=[1],
+        seeds=[0],
+        fp32_accuracy=0.9,
+    )
     values.update(overrides)
     return experiments.SweepConfig(**values)
 
@@ -136,7 +193,9 @@ def test_sweep_runs_end_to_end_and_resumes_without_retraining(tmp_path, monkeypa
     boost = json.load(open(tmp_path / "points" / "boosting_n1_s0.json"))
     # a BENN of one member is the BNN, i.e. TentacleNet n=1
     assert boost["paper_kb_exact"] == pytest.approx(tn["paper_kb_exact"])
-    assert json.load(open(tmp_path / "points" / "bagging_n1_s0.json"))["paper_kb_exact"] == pytest.approx(tn["paper_kb_exact"])
+    assert json.load(open(tmp_path / "points" / "bagging_n1_s0.json"))[
+        "paper_kb_exact"
+    ] == pytest.approx(tn["paper_kb_exact"])
 
     # Extend the sweep: finished points and members must come from disk.
     from larq_tentacle.training import loop as training
@@ -161,7 +220,12 @@ def test_sweep_runs_end_to_end_and_resumes_without_retraining(tmp_path, monkeypa
     experiments.run_sweep(_tiny(bagging=[1, 2]), tmp_path, progress=False)
     assert trained == [2]  # member 1 of the bagging pool was reloaded
     rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
-    assert sorted(r["point"] for r in rows) == ["bagging_n1_s0", "bagging_n2_s0", "boosting_n1_s0", "tentaclenet_n1_s0"]
+    assert sorted(r["point"] for r in rows) == [
+        "bagging_n1_s0",
+        "bagging_n2_s0",
+        "boosting_n1_s0",
+        "tentaclenet_n1_s0",
+    ]
     assert {float(r["fp32_accuracy"]) for r in rows} == {0.9}
     bag2 = json.load(open(tmp_path / "points" / "bagging_n2_s0.json"))
     assert bag2["paper_kb_exact"] == pytest.approx(2 * boost["paper_kb_exact"])
@@ -172,14 +236,117 @@ def test_sweep_runs_end_to_end_and_resumes_without_retraining(tmp_path, monkeypa
 
 
 def test_workdir_config_keeps_the_union_of_extended_lists(tmp_path):
-    first = experiments.SweepConfig(model="nin", dataset="digits", tentacles=[1, 2], bagging=[], boosting=[2],
-                                    seeds=[0], epochs=1).resolved()
-    second = experiments.SweepConfig(model="nin", dataset="digits", tentacles=[], bagging=[3], boosting=[1],
-                                     seeds=[1], epochs=1).resolved()
+    first = experiments.SweepConfig(
+        model="nin",
+        dataset="digits",
+        tentacles=[1, 2],
+        bagging=[],
+        boosting=[2],
+        seeds=[0],
+        epochs=1,
+    ).resolved()
+    second = experiments.SweepConfig(
+        model="nin", dataset="digits", tentacles=[], bagging=[3], boosting=[1], seeds=[1], epochs=1
+    ).resolved()
     sweep_config.check_workdir(str(tmp_path), first)
     sweep_config.check_workdir(str(tmp_path), second)
-    stored = json.load(open(tmp_path / sweep_config.SWEEP_CONFIG))
-    assert (stored["tentacles"], stored["bagging"], stored["boosting"], stored["seeds"]) == ([1, 2], [3], [1, 2], [0, 1])
+    stored = json.load(open(SweepFolder(tmp_path).config))
+    assert (stored["tentacles"], stored["bagging"], stored["boosting"], stored["seeds"]) == (
+        [1, 2],
+        [3],
+        [1, 2],
+        [0, 1],
+    )
     with pytest.raises(ValueError, match="learning_rate"):
-        sweep_config.check_workdir(str(tmp_path), experiments.SweepConfig(
-            model="nin", dataset="digits", epochs=1, learning_rate=0.5).resolved())
+        sweep_config.check_workdir(
+            str(tmp_path),
+            experiments.SweepConfig(
+                model="nin", dataset="digits", epochs=1, learning_rate=0.5
+            ).resolved(),
+        )
+
+
+def test_an_older_sweep_config_json_without_new_fields_still_resumes(tmp_path):
+    config = experiments.SweepConfig(
+        model="nin", dataset="digits", tentacles=[1], bagging=[], boosting=[], seeds=[0], epochs=1
+    ).resolved()
+    older = config.to_dict()
+    del older["fused"]  # written before the sweep had the recipe's `fused`
+    atomic.write_json(SweepFolder(tmp_path).config, older)
+    sweep_config.check_workdir(str(tmp_path), dataclasses.replace(config, seeds=(0, 1)))
+    assert json.load(open(SweepFolder(tmp_path).config))["seeds"] == [0, 1]
+    with pytest.raises(ValueError, match="fused"):
+        sweep_config.check_workdir(str(tmp_path), dataclasses.replace(config, fused=True))
+
+
+def test_every_point_trains_with_the_sweep_recipe_and_its_own_seed():
+    config = experiments.SweepConfig(
+        model="nin",
+        dataset="digits",
+        epochs=2,
+        optimizer="sgd",
+        lr_factor=0.5,
+        fused=True,
+        seeds=[4],
+    )
+    recipe = config.recipe()
+    tentaclenet = config.train_config(tentacles=3, seed=4)
+    assert dataclasses.replace(tentaclenet.recipe(), seed=recipe.seed) == recipe
+    assert (tentaclenet.tentacles, tentaclenet.seed, tentaclenet.fused) == (3, 4, True)
+    fp32 = config.train_config(precision="float", seed=4)
+    assert (fp32.init, fp32.fused, fp32.optimizer) == (None, False, "sgd")
+    fp32.resolved()  # the FP32 baseline has no tentacles to fuse
+    assert "seed" not in config.to_dict()
+    with pytest.raises(ValueError, match="seeds"):
+        dataclasses.replace(config, seed=3).resolved()
+
+
+@pytest.fixture
+def sweep_app():
+    yield from loaded_app("sweep")
+
+
+def test_sweep_flags_are_the_recipe_flags_with_seeds_instead_of_seed(sweep_app):
+    from absl import flags
+
+    assert "seed" not in flags.FLAGS and "seeds" in flags.FLAGS
+    defaults = {
+        name: flags.FLAGS[name].default
+        for name in (
+            "epochs",
+            "batch_size",
+            "learning_rate",
+            "optimizer",
+            "lr_patience",
+            "lr_factor",
+            "augment",
+            "fused",
+            "init",
+            "sampling",
+            "vote",
+            "seeds",
+            "tentacles",
+        )
+    }
+    assert defaults == dict(
+        epochs=300,
+        batch_size=128,
+        learning_rate=1e-3,
+        optimizer="adam",
+        lr_patience=15,
+        lr_factor=0.1,
+        augment="default",
+        fused="false",
+        init="hadamard",
+        sampling="bootstrap",
+        vote="average",
+        seeds="0,1,2",
+        tentacles="1-5",
+    )
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["sweep.py", "--model=nin", "--seeds=3,5", "--fused=auto", "--epochs=2"])
+    try:
+        config = sweep_app.config_from_flags()
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert (config.seeds, config.seed, config.fused, config.epochs) == ([3, 5], 0, "auto", 2)

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from larq_tentacle.training import callbacks
-
 from helpers import loaded_app, run_main
+from larq_tentacle.training import callbacks
+from larq_tentacle.utils.run_folder import RunFolder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = os.path.join(ROOT, "apps", "train.py")
@@ -73,7 +73,7 @@ def test_kill_9_mid_training_then_rerun_resumes_and_completes(tmp_path):
         sys.executable, APP, "--model=nin", "--dataset=digits", "--input_size=4", "--tentacles=2",
         "--epochs=4", "--batch_size=16", "--verbose=2", f"--workdir={workdir}",
     ]
-    history = workdir / callbacks.HISTORY_FILE
+    history = workdir / RunFolder.HISTORY
     log = open(tmp_path / "first.log", "w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_env())
     deadline = time.time() + 400

@@ -38,11 +38,13 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from larq_tentacle.utils import atomic
-from larq_tentacle.utils import validation
 from larq_tentacle.core.ensemble_vote import VOTES, EnsembleVote, combine  # noqa: F401
 from larq_tentacle.core.initializers import derive_seed
 from larq_tentacle.core.size import displayed_kb, paper_size_kb
+from larq_tentacle.training.loop import make_optimizer
+from larq_tentacle.training.recipe import Recipe
+from larq_tentacle.utils import atomic, validation
+from larq_tentacle.utils.run_folder import RunFolder
 
 METHODS = ("bagging", "boosting")
 SAMPLINGS = ("bootstrap", "partition")
@@ -157,7 +159,9 @@ class BennResult:
             raise ValueError(f"Only {len(self.members)} members are trained, asked for {members}.")
         weights = self.alphas[:members] if self.vote == "weighted" else None
         return assemble(
-            self.members[:members], vote=self.vote, member_weights=weights,
+            self.members[:members],
+            vote=self.vote,
+            member_weights=weights,
             name=f"benn_{self.method}_n{members}",
         )
 
@@ -170,7 +174,11 @@ def member_builder(name: str, *, seed: int = 0, **build_kwargs) -> Callable[[int
     """
     from larq_tentacle.core.registry import build
 
-    validation.no_unknown(build_kwargs, ("num_classes", "input_shape", "init", "model_options"), where="member_builder")
+    validation.no_unknown(
+        build_kwargs,
+        ("num_classes", "input_shape", "init", "model_options"),
+        where="member_builder",
+    )
     options = dict(build_kwargs.pop("model_options", None) or {})
 
     def build_member(index: int) -> tf.keras.Model:
@@ -182,43 +190,47 @@ def member_builder(name: str, *, seed: int = 0, **build_kwargs) -> Callable[[int
 
 
 def keras_fit(
-    *,
-    epochs: int,
-    batch_size: int = 128,
-    learning_rate: float = 1e-3,
-    validation_data=None,
-    lr_patience: int = 15,
-    lr_factor: float = 0.1,
-    verbose: int = 0,
+    recipe: Optional[Recipe] = None, *, validation_data=None, verbose: int = 0, **recipe_fields
 ):
-    """A plain `fit(model, x, y, *, sample_weight, index, workdir)` with the paper's recipe.
+    """A plain `fit(model, x, y, *, sample_weight, index, workdir)` with a training recipe.
 
-    Adam and ReduceLROnPlateau on the validation loss (training loss without
-    validation data). `training.fit_model` is the project's full version (checkpoints,
-    resume); this one is for small in-memory problems and tests.
+    `recipe` is the `Recipe` the sweep's TentacleNet and FP32 points train with; without
+    one, the keywords build it (`epochs` is then required, e.g.
+    `keras_fit(epochs=10, batch_size=128)`); keywords next to a recipe override its
+    fields. It uses the recipe's epochs, batch size, optimizer and ReduceLROnPlateau
+    (lr_factor, lr_patience) on the validation loss (training loss without validation
+    data); the arrays are fitted as given (no augmentation) and the member builder
+    seeds each member. `training.fit_model` is the project's full version (checkpoints,
+    resume, augmentation); this one is for small in-memory problems and tests.
     """
-    epochs = validation.positive_int("epochs", epochs)
-    batch_size = validation.positive_int("batch_size", batch_size)
+    if recipe is None and "epochs" not in recipe_fields:
+        raise TypeError(
+            "keras_fit needs a Recipe or epochs=. Fix: e.g. keras_fit(epochs=10) or "
+            "keras_fit(Recipe(epochs=10))."
+        )
+    recipe = dataclasses.replace(recipe or Recipe(), **recipe_fields)
+    recipe = Recipe(**recipe.resolved_recipe())
 
     def fit(model, x, y, *, sample_weight=None, index=1, workdir=None):
         model.compile(
-            optimizer=tf.keras.optimizers.Adam(learning_rate),
+            optimizer=make_optimizer(recipe),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
         monitor = "val_loss" if validation_data is not None else "loss"
+        plateau = tf.keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, factor=recipe.lr_factor, patience=recipe.lr_patience
+        )
         model.fit(
             x,
             y,
             sample_weight=sample_weight,
-            batch_size=batch_size,
-            epochs=epochs,
+            batch_size=recipe.batch_size,
+            epochs=recipe.epochs,
             validation_data=validation_data,
             shuffle=True,
             verbose=verbose,
-            callbacks=[tf.keras.callbacks.ReduceLROnPlateau(
-                monitor=monitor, factor=lr_factor, patience=lr_patience
-            )],
+            callbacks=[plateau],
         )
 
     return fit
@@ -238,19 +250,16 @@ def _check_data(x, y):
     return x, y.astype(np.int64)
 
 
-def _member_path(workdir, index):
-    return None if workdir is None else os.path.join(os.fspath(workdir), f"member{index}.h5")
-
-
 def _train_member(build_member, fit, x, y, *, index, sample_weight, workdir):
     """Train member `index` or, when `workdir` has it from an earlier run, reload it."""
-    path = _member_path(workdir, index)
+    run = None if workdir is None else RunFolder(workdir)
+    path = None if run is None else run.member_model(index)
     if path is not None and os.path.exists(path):
         from larq_tentacle.core.serialization import load_model
 
         return load_model(path, compile=False)
     model = build_member(index)
-    member_dir = None if workdir is None else os.path.join(os.fspath(workdir), f"member{index}")
+    member_dir = None if run is None else run.member(index).path
     fit(model, x, y, sample_weight=sample_weight, index=index, workdir=member_dir)
     if path is not None:
         with atomic.atomic_path(path) as temporary:
@@ -308,7 +317,12 @@ def train_bagging(
     trained = []
     for index, sample in enumerate(samples, start=1):
         model = _train_member(
-            build_member, fit, x[sample], y[sample], index=index, sample_weight=None,
+            build_member,
+            fit,
+            x[sample],
+            y[sample],
+            index=index,
+            sample_weight=None,
             workdir=workdir,
         )
         trained.append(model)
@@ -383,7 +397,9 @@ def train_boosting(
             "rate."
         )
     result.model = assemble(
-        result.members, vote="weighted", member_weights=result.alphas,
+        result.members,
+        vote="weighted",
+        member_weights=result.alphas,
         name=f"benn_boosting_n{members}",
     )
     return result

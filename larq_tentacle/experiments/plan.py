@@ -16,6 +16,7 @@ import os
 from typing import List
 
 from larq_tentacle.experiments.sweep_config import SweepConfig
+from larq_tentacle.experiments.sweep_folder import SweepFolder
 
 METHODS = ("fp32", "tentaclenet", "bagging", "boosting")
 LABELS = {
@@ -24,20 +25,15 @@ LABELS = {
     "bagging": "BENN bagging",
     "boosting": "BENN boosting",
 }
-POINTS_DIR = "points"
 
 
 def point_id(method: str, n: int, seed: int) -> str:
     return f"{method}_n{n}_s{seed}"
 
 
-def point_path(workdir, point: str) -> str:
-    return os.path.join(os.fspath(workdir), POINTS_DIR, f"{point}.json")
-
-
 def load_points(workdir) -> List[dict]:
     """Every finished point of `workdir`, in file-name order."""
-    directory = os.path.join(os.fspath(workdir), POINTS_DIR)
+    directory = SweepFolder(workdir).points
     if not os.path.isdir(directory):
         raise FileNotFoundError(
             f"No sweep points in {directory!r}. Fix: run the sweep with this workdir first."

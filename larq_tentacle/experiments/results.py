@@ -18,9 +18,8 @@ from typing import Optional
 from larq_tentacle.experiments import plots, stats, tables
 from larq_tentacle.experiments.plan import load_points
 from larq_tentacle.experiments.sweep_config import read_stored_config
+from larq_tentacle.experiments.sweep_folder import SweepFolder
 from larq_tentacle.utils import atomic
-
-OUTPUTS = ("sweep.csv", "summary.csv", "fig3_delta.png", "accuracy_vs_kb.png", "table2.md")
 
 
 def _write_csv(path, rows, columns) -> None:
@@ -43,7 +42,7 @@ def write_csv(workdir) -> str:
     config = read_stored_config(workdir)
     points = load_points(workdir)
     rows = stats.rows_with_delta(points, stats.fp32_reference(points, config.get("fp32_accuracy")))
-    path = os.path.join(workdir, "sweep.csv")
+    path = SweepFolder(workdir).outputs()["sweep.csv"]
     _write_csv(path, rows, stats.CSV_COLUMNS)
     return path
 
@@ -68,7 +67,7 @@ def render(
         fp32 = dict(accuracy_mean=100.0 * reference, paper_kb=None)
     # Only an FP32 row with a size can be drawn at a size or listed in Table 2.
     sized_fp32 = fp32 if fp32 and fp32.get("paper_kb") else None
-    paths = {name: os.path.join(workdir, name) for name in OUTPUTS}
+    paths = SweepFolder(workdir).outputs()
     _write_csv(paths["sweep.csv"], rows, stats.CSV_COLUMNS)
     _write_csv(paths["summary.csv"], summary, stats.SUMMARY_COLUMNS)
     model = points[0]["model"] if points else config.get("model", "?")

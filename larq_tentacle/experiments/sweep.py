@@ -25,15 +25,14 @@ from larq_tentacle.core.serialization import load_model
 from larq_tentacle.core.size import displayed_kb, paper_size_kb
 from larq_tentacle.data import pipeline as data
 from larq_tentacle.experiments import ensembles
-from larq_tentacle.experiments.plan import POINTS_DIR, plan, point_id, point_path
+from larq_tentacle.experiments.plan import plan, point_id
 from larq_tentacle.experiments.results import render, write_csv
 from larq_tentacle.experiments.sweep_config import SweepConfig, check_workdir
+from larq_tentacle.experiments.sweep_folder import SweepFolder
 from larq_tentacle.training import callbacks
 from larq_tentacle.training import loop as training
 from larq_tentacle.utils import atomic
-
-RUNS_DIR = "runs"
-MEMBER_REPORT = "member.json"
+from larq_tentacle.utils.run_folder import RunFolder
 
 
 def run_sweep(
@@ -56,12 +55,13 @@ def run_sweep(
     if not isinstance(config, SweepConfig):
         raise TypeError(f"run_sweep expects a SweepConfig, got {type(config).__name__}.")
     config = config.resolved()
-    workdir = os.path.expanduser(os.fspath(workdir))
-    os.makedirs(os.path.join(workdir, POINTS_DIR), exist_ok=True)
+    folder = SweepFolder(workdir)
+    workdir = folder.path
+    os.makedirs(folder.points, exist_ok=True)
     check_workdir(workdir, config)
     jobs = plan(config)
     total = sum(len(job["points"]) for job in jobs)
-    done = {p for job in jobs for p in job["points"] if os.path.exists(point_path(workdir, p))}
+    done = {p for job in jobs for p in job["points"] if os.path.exists(folder.point(p))}
     bar = _progress_bar(total, initial=len(done), enabled=progress)
     started = time.time()
     try:
@@ -75,7 +75,7 @@ def run_sweep(
                 records = _pool_points(config, workdir, job, verbose=verbose)
             for record in records:
                 if record["point"] not in done:
-                    atomic.write_json(point_path(workdir, record["point"]), record)
+                    atomic.write_json(folder.point(record["point"]), record)
                     done.add(record["point"])
                     bar.update(1)
             # The CSV after every job is cheap; plots and table once at the end
@@ -118,8 +118,8 @@ def _train_point(config: SweepConfig, workdir, job: dict, *, verbose: int) -> di
         train_config = config.train_config(precision="float", seed=job["seed"], fp32_accuracy=None)
     else:
         train_config = config.train_config(tentacles=job["n"], seed=job["seed"])
-    run_dir = os.path.join(workdir, RUNS_DIR, job["points"][0])
-    report = training.train(train_config, run_dir, verbose=verbose)
+    run = SweepFolder(workdir).run(job["points"][0])
+    report = training.train(train_config, run.path, verbose=verbose)
     record = _base_record(config, job, job["n"])
     record.update(
         test_accuracy=report["test_accuracy"],
@@ -148,11 +148,12 @@ def member_fit(config: SweepConfig, bundle, seed: int, augment, verbose: int):
                            workdir=workdir, verbose=verbose)
         # Score the weights with the lowest val_loss, as `training.train` does for every
         # other point.
-        best = load_model(os.path.join(workdir, callbacks.BEST_MODEL), compile=False)
+        run = RunFolder(workdir)
+        best = load_model(run.best_model, compile=False)
         model.set_weights(best.get_weights())
-        rows = callbacks.read_history(os.path.join(workdir, callbacks.HISTORY_FILE))
-        atomic.write_json(
-            os.path.join(workdir, MEMBER_REPORT),
+        rows = callbacks.read_history(run.history)
+        run.write_json(
+            run.member_report,
             dict(wall_time_s=time.time() - started, epochs_completed=len(rows)),
         )
 
@@ -165,12 +166,13 @@ def _pool_points(config: SweepConfig, workdir, job: dict, *, verbose: int) -> Li
     bundle, input_shape, augment = _pool_data(config, seed)
     partition = job["method"] == "bagging" and config.sampling == "partition"
     name = job["points"][0] if partition else f"{job['method']}_pool_s{seed}"
-    pool_dir = os.path.join(workdir, RUNS_DIR, name)
+    folder = SweepFolder(workdir)
+    pool_dir = folder.run(name).path
     result = _train_pool(config, job, bundle, input_shape, augment, pool_dir, verbose=verbose)
     records = _score_sizes(config, job, result, bundle.arrays, pool_dir, input_shape)
     # The largest ensemble as one deployable object (members + vote in one graph).
     largest = result.prefix(job["n"])
-    ensembles.save(largest, os.path.join(pool_dir, f"benn_{job['method']}_n{job['n']}.h5"))
+    ensembles.save(largest, folder.ensemble(name, job["method"], job["n"]))
     return records
 
 
@@ -181,12 +183,11 @@ def _pool_data(config: SweepConfig, seed: int):
     input_shape = data.fit_input_shape(
         train_config.dataset, spec.input_shape, input_size=config.input_size
     )
-    augment = data.AUGMENT[train_config.dataset] if config.augment == "default" else config.augment
-    augment = None if augment == "none" else augment
+    augment = data.training_augmentation(train_config.dataset, train_config.augment)
     tf.keras.utils.set_random_seed(seed)
     bundle = data.load_dataset(
-        train_config.dataset, input_shape=input_shape, batch_size=config.batch_size, seed=seed,
-        data_dir=config.data_dir, augment=augment,
+        train_config.dataset, input_shape=input_shape, batch_size=train_config.batch_size,
+        seed=seed, data_dir=config.data_dir, augment=augment,
     )
     return bundle, input_shape, augment
 
@@ -221,7 +222,7 @@ def _score_sizes(config: SweepConfig, job: dict, result: ensembles.BennResult, a
     member_accuracy = [float(np.mean(np.argmax(p, -1) == arrays.y_test)) for p in probabilities]
     member_runs = []
     for index in range(1, len(result.members) + 1):
-        with open(os.path.join(pool_dir, f"member{index}", MEMBER_REPORT)) as file:
+        with open(RunFolder(pool_dir).member(index).member_report) as file:
             member_runs.append(json.load(file))
     one_bnn_kb = paper_size_kb(result.members[0], exact=True)
     records = []

@@ -13,28 +13,33 @@ import os
 from typing import Optional, Sequence
 
 from larq_tentacle.experiments.ensembles import BAGGING_VOTES, SAMPLINGS
-from larq_tentacle.training.loop import TrainConfig
+from larq_tentacle.experiments.sweep_folder import SweepFolder
+from larq_tentacle.training.config import TrainConfig
+from larq_tentacle.training.recipe import Recipe
 from larq_tentacle.utils import atomic, validation
 
-SWEEP_CONFIG = "sweep_config.json"
 # The fields a rerun in the same workdir may change: it then extends the sweep.
 _EXTENSIBLE = ("tentacles", "bagging", "boosting", "seeds")
 
 
 @dataclasses.dataclass
-class SweepConfig:
-    """What to sweep and how to train each point (the fields of TrainConfig it forwards).
+class SweepConfig(Recipe):
+    """What to sweep, and the one training recipe (`Recipe`) every point of it trains with.
 
     # Arguments
         model, dataset, data_dir, input_size, model_options: as in `TrainConfig`.
         tentacles: tentacle counts of the TentacleNet points (1 = the BNN).
         bagging, boosting: ensemble sizes N of the BENN points (empty: skip the method).
-        seeds: every point is trained once per seed.
-        epochs, batch_size, learning_rate, optimizer, lr_patience, lr_factor, augment,
-            init: the training recipe, shared by every method.
+        seeds: every point is trained once per seed; each point's recipe takes its seed
+            from this list, so the recipe's own `seed` is not used (and must stay 0).
+        init: the tentacle init of the TentacleNet points.
         sampling: bagging's "bootstrap" (with replacement) or "partition" (disjoint parts).
         vote: bagging's "average" (softmax) or "majority".
         fp32_accuracy: a known FP32 test accuracy (0..1); then no FP32 point is trained.
+        epochs, batch_size, learning_rate, optimizer, lr_patience, lr_factor, augment,
+            fused: the training recipe (keywords only), see `Recipe`; `fused` is the form
+            the TentacleNet points train in (the FP32 point and BENN members have no
+            tentacles to fuse).
     """
 
     model: str
@@ -44,13 +49,6 @@ class SweepConfig:
     bagging: Sequence[int] = (1, 2, 3, 4, 5)
     boosting: Sequence[int] = (1, 2, 3, 4, 5)
     seeds: Sequence[int] = (0, 1, 2)
-    epochs: int = 300
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    optimizer: str = "adam"
-    lr_patience: int = 15
-    lr_factor: float = 0.1
-    augment: str = "default"
     init: str = "hadamard"
     input_size: Optional[int] = None
     model_options: dict = dataclasses.field(default_factory=dict)
@@ -72,6 +70,11 @@ class SweepConfig:
         )
         if not config.seeds:
             raise ValueError("`seeds` is empty. Fix: pass at least one seed, e.g. seeds=[0, 1, 2].")
+        if config.seed != 0:
+            raise ValueError(
+                f"A sweep trains every point once per seed of `seeds`; its `seed` is not used, "
+                f"got seed={config.seed!r}. Fix: pass seeds=[{config.seed!r}] instead."
+            )
         if not (config.tentacles or config.bagging or config.boosting):
             raise ValueError("Nothing to sweep: tentacles, bagging and boosting are all empty.")
         # TrainConfig checks every training field and fills in the dataset.
@@ -79,30 +82,30 @@ class SweepConfig:
         return dataclasses.replace(config, dataset=train.dataset)
 
     def train_config(self, **overrides) -> TrainConfig:
-        """The `TrainConfig` of one run of this sweep; `overrides` set its other fields."""
+        """The `TrainConfig` of one run of this sweep; `overrides` set its other fields.
+
+        The run trains with this sweep's recipe; pass its `seed` (one of `seeds`).
+        """
         fields = dict(
+            dataclasses.asdict(self.recipe()),
             model=self.model,
             dataset=self.dataset,
             data_dir=self.data_dir,
             init=self.init,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            optimizer=self.optimizer,
-            lr_patience=self.lr_patience,
-            lr_factor=self.lr_factor,
-            augment=self.augment,
             input_size=self.input_size,
             model_options=dict(self.model_options),
             fp32_accuracy=self.fp32_accuracy,
         )
         fields.update(overrides)
         if fields.get("precision") == "float":
-            fields["init"] = None
+            # The FP32 baseline has no tentacles to initialise or fuse.
+            fields.update(init=None, fused=False)
         return TrainConfig(**fields)
 
     def to_dict(self) -> dict:
+        """The config as `sweep_config.json` stores it (without the unused recipe `seed`)."""
         values = dataclasses.asdict(self)
+        del values["seed"]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
 
@@ -121,15 +124,17 @@ def check_workdir(workdir, config: SweepConfig) -> None:
     The stored config keeps the union of every list run in the workdir, so it
     describes all its points (also when processes run different seeds).
     """
-    path = os.path.join(workdir, SWEEP_CONFIG)
+    path = SweepFolder(workdir).config
     current = config.to_dict()
     if os.path.exists(path):
         previous = read_stored_config(workdir)
-        fixed = [k for k in previous if k not in _EXTENSIBLE + ("data_dir",)]
-        changed = [k for k in fixed if previous.get(k) != current.get(k)]
+        # A sweep_config.json written before a field existed ran with that field's default.
+        known = {**SweepConfig(model=config.model).to_dict(), **previous}
+        fixed = [k for k in known if k not in _EXTENSIBLE + ("data_dir",)]
+        changed = [k for k in fixed if known.get(k) != current.get(k)]
         if changed:
             details = ", ".join(
-                f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in changed
+                f"{k}: {known.get(k)!r} -> {current.get(k)!r}" for k in changed
             )
             raise ValueError(
                 f"The workdir {workdir!r} holds a different sweep ({details}). Fix: pass a new "
@@ -142,7 +147,7 @@ def check_workdir(workdir, config: SweepConfig) -> None:
 
 def read_stored_config(workdir) -> dict:
     """The config stored in `workdir` by `check_workdir` (as a dict), or {} if none."""
-    path = os.path.join(os.fspath(workdir), SWEEP_CONFIG)
+    path = SweepFolder(workdir).config
     if not os.path.exists(path):
         return {}
     with open(path) as file:

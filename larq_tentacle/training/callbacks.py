@@ -22,11 +22,6 @@ import tensorflow as tf
 from larq_tentacle.utils import atomic
 from larq_tentacle.utils.run_folder import RunFolder
 
-# The run folder's names, for experiments/sweep.py until it asks a RunFolder.
-HISTORY_FILE = RunFolder.HISTORY
-BEST_MODEL = RunFolder.BEST_MODEL
-LAST_MODEL = RunFolder.LAST_MODEL
-
 
 def read_history(path) -> List[dict]:
     """Rows of a history.csv as dicts of floats (`epoch` as int, 1-based); [] if absent."""

@@ -33,13 +33,16 @@ def flag_name(field_name: str) -> str:
     return _fields()[field_name].metadata.get("flag", field_name)
 
 
-def define_recipe_flags(defaults, flag_values=flags.FLAGS) -> tuple:
+def define_recipe_flags(defaults, flag_values=flags.FLAGS, *, exclude=()) -> tuple:
     """Define the model/data flags and one flag per recipe field that `defaults` has.
 
-    Defaults are read from `defaults` (a TrainConfig or SweepConfig); returns the field
+    Defaults are read from `defaults` (a TrainConfig or SweepConfig); fields in `exclude`
+    get no flag (e.g. the sweep's `seed`, which its `--seeds` replaces). Returns the field
     names defined.
     """
-    names = SHARED_FIELDS + tuple(name for name in recipe_fields() if hasattr(defaults, name))
+    names = SHARED_FIELDS + tuple(
+        name for name in recipe_fields() if hasattr(defaults, name) and name not in exclude
+    )
     define_config_flags(defaults, names, flag_values)
     return names
 

@@ -14,6 +14,8 @@ preprocessing, the experiments read its report and history. Every one of them as
     backup/             Keras BackupAndRestore state while a run is unfinished
     workers/<task>/     the same files, written by a non-chief worker of a multi-worker run
     member<k>/          member k of an ensemble trained in this folder (a run folder too)
+    member<k>.h5        member k's finished model (an ensemble reloads it instead of training)
+    member.json         a BENN member's wall time and epochs (in the member's own folder)
 
 `.h5` is the folder's model format (apps/export.py and older runs read it).
 """
@@ -49,6 +51,7 @@ class RunFolder:
     TENSORBOARD = "tensorboard"
     BACKUP = "backup"
     WORKERS = "workers"
+    MEMBER_REPORT = "member.json"
     # The models a run folder may hold, the preferred first.
     MODELS = (BEST_MODEL, LAST_MODEL)
 
@@ -96,6 +99,10 @@ class RunFolder:
     def backup(self) -> str:
         return self.file(self.BACKUP)
 
+    @property
+    def member_report(self) -> str:
+        return self.file(self.MEMBER_REPORT)
+
     def worker(self, task_type: str, task_id: int) -> "RunFolder":
         """The folder a non-chief worker of a multi-worker run writes its copy into."""
         return RunFolder(os.path.join(self.path, self.WORKERS, f"{task_type}{task_id}"))
@@ -103,6 +110,10 @@ class RunFolder:
     def member(self, index: int) -> "RunFolder":
         """The run folder of ensemble member `index` (1-based) trained in this folder."""
         return RunFolder(self.file(f"member{index}"))
+
+    def member_model(self, index: int) -> str:
+        """The finished model of ensemble member `index` (1-based), next to its folder."""
+        return self.file(f"member{index}.h5")
 
     def models(self) -> List[str]:
         """The model files present, best model first."""

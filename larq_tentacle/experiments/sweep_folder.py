@@ -1,0 +1,59 @@
+"""The files of a sweep's workdir, named in one place.
+
+    sweep_config.json   the sweep's config (the union of every list run here)
+    points/<id>.json    one finished point (method, n, seed), written atomically
+    runs/<name>/        the run folder of a training run: the point id of an FP32 or
+                        TentacleNet point, `<method>_pool_s<seed>` of a BENN pool (the
+                        point id for partition bagging), with its `member<k>` folders
+                        and `benn_<method>_n<N>.h5`, the pool's largest ensemble
+    sweep.csv, summary.csv, fig3_delta.png, accuracy_vs_kb.png, table2.md
+                        the outputs `results.render` draws from the points
+"""
+
+import os
+
+from larq_tentacle.utils.run_folder import RunFolder
+
+
+class SweepFolder:
+    """Paths of a sweep workdir's files; `run(name)` is one training run's `RunFolder`."""
+
+    CONFIG = "sweep_config.json"
+    POINTS = "points"
+    RUNS = "runs"
+    OUTPUTS = ("sweep.csv", "summary.csv", "fig3_delta.png", "accuracy_vs_kb.png", "table2.md")
+
+    def __init__(self, path):
+        self.path = os.path.expanduser(os.fspath(path))
+
+    def __repr__(self) -> str:
+        return f"SweepFolder({self.path!r})"
+
+    def __fspath__(self) -> str:
+        return self.path
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    @property
+    def config(self) -> str:
+        return self.file(self.CONFIG)
+
+    @property
+    def points(self) -> str:
+        return self.file(self.POINTS)
+
+    def point(self, point_id: str) -> str:
+        """The JSON file of the finished point `point_id` (see `plan.point_id`)."""
+        return os.path.join(self.points, f"{point_id}.json")
+
+    def run(self, name: str) -> RunFolder:
+        return RunFolder(os.path.join(self.path, self.RUNS, name))
+
+    def ensemble(self, pool: str, method: str, members: int) -> str:
+        """The largest ensemble of the BENN pool run `pool`, as one Keras model file."""
+        return self.run(pool).file(f"benn_{method}_n{members}.h5")
+
+    def outputs(self) -> dict:
+        """{output name: path} of every file `results.render` writes."""
+        return {name: self.file(name) for name in self.OUTPUTS}

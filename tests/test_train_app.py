@@ -55,7 +55,8 @@ def test_bad_flag_in_a_real_process_has_no_traceback(tmp_path):
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr + result.stdout
-    assert result.stderr.strip().splitlines()[-1].startswith("train.py: error: Expected `tentacles`")
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("train.py: error: Expected `tentacles`")
 
 
 def _backed_up(backup_dir) -> bool:
@@ -82,7 +83,8 @@ def test_kill_9_mid_training_then_rerun_resumes_and_completes(tmp_path):
             if _backed_up(workdir / "backup"):
                 break
             time.sleep(0.2)
-        assert process.poll() is None, "the run ended before it could be killed: " + (tmp_path / "first.log").read_text()[-2000:]
+        log_tail = (tmp_path / "first.log").read_text()[-2000:]
+        assert process.poll() is None, "the run ended before it could be killed: " + log_tail
         time.sleep(0.5)  # into the next epoch
         os.kill(process.pid, signal.SIGKILL)
     finally:

@@ -160,3 +160,29 @@ def test_no_keras_layer_overrides_a_private_keras_method():
                 if any(attr in vars(base) for base in cls.__mro__[1:]):
                     overrides.append(f"{cls.__name__}.{attr}")
     assert sorted(set(overrides)) == []
+
+
+# "About 450 lines a module, about 70 a function" (issue #11), with a little slack so
+# a docstring line does not fail the build; above these a module or function has grown
+# a second concept and should be split.
+MAX_MODULE_LINES = 450
+MAX_FUNCTION_LINES = 75
+
+
+def _code_files():
+    for folder in ("larq_tentacle", "models", "apps"):
+        yield from sorted((ROOT / folder).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", list(_code_files()), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_modules_and_functions_stay_small(path):
+    source = path.read_text()
+    assert len(source.splitlines()) <= MAX_MODULE_LINES
+    long_functions = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = min([d.lineno for d in node.decorator_list] + [node.lineno])
+            length = node.end_lineno - first + 1
+            if length > MAX_FUNCTION_LINES:
+                long_functions.append(f"{node.name}: {length} lines")
+    assert long_functions == []

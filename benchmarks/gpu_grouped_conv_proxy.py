@@ -7,7 +7,7 @@ pool, 192 5x5, 192, 192, pool, 192 3x3, 192 -> GAP) in both forms:
 
   branched  n separate tentacles, outputs concatenated;
   fused     first tentacle conv with n*160 filters, later convs with groups=n
-            (the form of larq_tentacle.fusion).
+            (the form of larq_tentacle.core.fusion).
 
 Binarization as in the library: sign with a straight-through estimator (|x|<=1) on
 activations, alpha*sign(w) on weights. It measures cuDNN's grouped convolution

@@ -8,7 +8,7 @@ activations and HWIO kernels (TF's layout), in both forms:
 
   branched  n separate tentacles, outputs concatenated;
   fused     first tentacle conv with n*160 filters, later convs with
-            feature_group_count=n (the form of larq_tentacle.fusion).
+            feature_group_count=n (the form of larq_tentacle.core.fusion).
 
 Binarization as in the library: sign with a straight-through estimator (|x|<=1) on
 activations, alpha*sign(w) on weights. BatchNorm uses batch statistics only (no

@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make demo   set up .venv with the pinned set and run the main job
-#   make test   set up .venv with the pinned set, run the test suite, then tests/smoke.py
+#   make test   set up .venv with the pinned set, lint (ruff), run the test suite, then tests/smoke.py
 #               in fresh virtualenvs for the other supported Pythons (make smoke-versions)
 SUPPORTED := 3.10 3.11 3.12
 comma := ,
@@ -35,13 +35,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) apps/demo.py --workdir=runs/demo
 
-# After the suite, the smoke test on the supported Pythons other than .venv's own.
+# After the suite, the smoke test on the supported Pythons other than .venv's own
+# (--keep-going: every version reports, and any failure still fails `make test`).
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
-	$(MAKE) --no-print-directory smoke-versions SMOKE_VERSIONS="$$($(PY) -c 'import sys; \
+	$(MAKE) --no-print-directory --keep-going smoke-versions SMOKE_VERSIONS="$$($(PY) -c 'import sys; \
 		print(*[v for v in "$(SUPPORTED)".split() if v != "%d.%d" % sys.version_info[:2]])')"
 
 test-fast: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q -m "not slow"
 
 smoke-versions: $(addprefix smoke-,$(SMOKE_VERSIONS))

@@ -186,3 +186,17 @@ def test_modules_and_functions_stay_small(path):
             if length > MAX_FUNCTION_LINES:
                 long_functions.append(f"{node.name}: {length} lines")
     assert long_functions == []
+
+
+def test_setup_cfg_installs_every_package_of_the_source_tree():
+    """A sub-package missing from setup.cfg only shows in a regular (non-editable) install."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    listed = set(config["options"]["packages"].split())
+    in_tree = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in PACKAGE.rglob("__init__.py")
+    } | {"larq_tentacle.models"}
+    assert in_tree - listed == set()

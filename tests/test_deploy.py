@@ -21,6 +21,7 @@ from larq_tentacle.deploy.conversion import ExportError, convert
 from larq_tentacle.deploy.sidecar import read_sidecar
 from larq_tentacle.deploy.verification import VerificationError, lce_interpreter
 from larq_tentacle.utils import atomic
+from larq_tentacle.utils.seeding import seed_everything
 
 CASES = [("fernet", 1), ("fernet", 3), ("nin", 1), ("nin", 3), ("resnet9", 1), ("resnet9", 3)]
 # The smallest sizes the models allow (min_input_size) keep the fit and the interpreter fast.
@@ -93,7 +94,7 @@ def _export_case(name, tentacles, tmp_path_factory):
     raw, labels = digits_raw(shape)
     preprocessing = preprocessing_for(shape, raw[:256])
     x = to_input(raw, preprocessing)
-    tf.keras.utils.set_random_seed(tentacles)
+    seed_everything(tentacles)
     model = lt.build(name, tentacles=tentacles, num_classes=10, input_shape=shape)
     short_fit(model, x, labels)
     path = str(tmp_path_factory.mktemp(f"{name}{tentacles}") / f"{name}{tentacles}.tflite")

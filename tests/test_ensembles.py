@@ -8,6 +8,7 @@ import tensorflow as tf
 
 import larq_tentacle as lt
 from larq_tentacle.experiments import ensembles
+from larq_tentacle.utils.seeding import seed_everything
 
 CLASSES = 4
 SIZE = 10
@@ -38,7 +39,7 @@ def _tiny_float():
 
 
 def _build_member(index):
-    tf.keras.utils.set_random_seed(100 + index)
+    seed_everything(100 + index)
     return lt.tentaclize(_tiny_float(), tentacles=1, seed=index)
 
 

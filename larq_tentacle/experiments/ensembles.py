@@ -45,6 +45,7 @@ from larq_tentacle.training.loop import make_optimizer
 from larq_tentacle.training.recipe import Recipe
 from larq_tentacle.utils import atomic, validation
 from larq_tentacle.utils.run_folder import RunFolder
+from larq_tentacle.utils.seeding import seed_everything
 
 METHODS = ("bagging", "boosting")
 SAMPLINGS = ("bootstrap", "partition")
@@ -183,7 +184,7 @@ def member_builder(name: str, *, seed: int = 0, **build_kwargs) -> Callable[[int
 
     def build_member(index: int) -> tf.keras.Model:
         member_seed = derive_seed(seed, index)
-        tf.keras.utils.set_random_seed(member_seed)
+        seed_everything(member_seed)
         return build(name, tentacles=1, seed=member_seed, **build_kwargs, **options)
 
     return build_member

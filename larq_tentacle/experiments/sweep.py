@@ -18,7 +18,6 @@ import time
 from typing import List
 
 import numpy as np
-import tensorflow as tf
 
 from larq_tentacle.core.registry import get_spec
 from larq_tentacle.core.serialization import load_model
@@ -33,6 +32,7 @@ from larq_tentacle.training import callbacks
 from larq_tentacle.training import loop as training
 from larq_tentacle.utils import atomic
 from larq_tentacle.utils.run_folder import RunFolder
+from larq_tentacle.utils.seeding import seed_everything
 
 
 def run_sweep(
@@ -184,7 +184,7 @@ def _pool_data(config: SweepConfig, seed: int):
         train_config.dataset, spec.input_shape, input_size=config.input_size
     )
     augment = data.training_augmentation(train_config.dataset, train_config.augment)
-    tf.keras.utils.set_random_seed(seed)
+    seed_everything(seed)
     bundle = data.load_dataset(
         train_config.dataset, input_shape=input_shape, batch_size=train_config.batch_size,
         seed=seed, data_dir=config.data_dir, augment=augment,

@@ -32,6 +32,7 @@ from larq_tentacle.training.config import TrainConfig, check_workdir
 from larq_tentacle.training.report import LOSS, evaluate_run, run_report, summary_table
 from larq_tentacle.training.tracing import skip_autograph
 from larq_tentacle.utils.run_folder import RunFolder
+from larq_tentacle.utils.seeding import seed_everything
 
 
 def make_optimizer(config: TrainConfig) -> tf.keras.optimizers.Optimizer:
@@ -227,7 +228,7 @@ def train(config: TrainConfig, workdir, *, verbose=1) -> dict:
     check_workdir(run, config)
     run.remove_stale_temporaries()
     run.write_json(run.config, config.to_dict())
-    tf.keras.utils.set_random_seed(config.seed)
+    seed_everything(config.seed)
 
     spec = get_spec(config.model)
     input_shape = data.fit_input_shape(

@@ -6,7 +6,7 @@ import platform
 import sys
 
 TESTED = {
-    "python": "3.11",
+    "python": "3.10 / 3.11 / 3.12",
     "tensorflow": "2.16.2",
     "tf-keras": "2.16.0",
     "larq": "0.14.0",
@@ -50,10 +50,15 @@ def doctor(file=None) -> dict:
     for name, version in found.items():
         tested = TESTED.get(name)
         mark = ""
-        if tested and not tested.startswith("<") and not version.startswith(tested):
+        if tested and not tested.startswith("<") and not _is_tested(version, tested):
             mark = f"   (tested: {tested})"
         print(f"  {name:22s} {version}{mark}", file=file)
     print(f"  {'TF_USE_LEGACY_KERAS':22s} {os.environ.get('TF_USE_LEGACY_KERAS')!r}", file=file)
     print(f"  {'tf.keras':22s} {tf.keras.layers.Layer.__module__.split('.')[0]}", file=file)
     print(f"  {'python executable':22s} {sys.executable}", file=file)
     return found
+
+
+def _is_tested(version: str, tested: str) -> bool:
+    """`version` starts with one of the " / "-separated tested versions."""
+    return any(version.startswith(candidate) for candidate in tested.split(" / "))

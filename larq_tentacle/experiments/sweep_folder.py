@@ -12,32 +12,16 @@
 
 import os
 
-from larq_tentacle.utils.run_folder import RunFolder
+from larq_tentacle.utils.run_folder import Folder, RunFolder
 
 
-class SweepFolder:
+class SweepFolder(Folder):
     """Paths of a sweep workdir's files; `run(name)` is one training run's `RunFolder`."""
 
     CONFIG = "sweep_config.json"
     POINTS = "points"
     RUNS = "runs"
     OUTPUTS = ("sweep.csv", "summary.csv", "fig3_delta.png", "accuracy_vs_kb.png", "table2.md")
-
-    def __init__(self, path):
-        self.path = os.path.expanduser(os.fspath(path))
-
-    def __repr__(self) -> str:
-        return f"SweepFolder({self.path!r})"
-
-    def __fspath__(self) -> str:
-        return self.path
-
-    def file(self, name: str) -> str:
-        return os.path.join(self.path, name)
-
-    @property
-    def config(self) -> str:
-        return self.file(self.CONFIG)
 
     @property
     def points(self) -> str:

@@ -31,7 +31,29 @@ from larq_tentacle.utils import atomic
 _TEMPORARY = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")
 
 
-class RunFolder:
+class Folder:
+    """A folder of named files: `file(name)` is its path, `os.fspath(folder)` the folder's."""
+
+    CONFIG = "config.json"
+
+    def __init__(self, path):
+        self.path = os.path.expanduser(os.fspath(path))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path!r})"
+
+    def __fspath__(self) -> str:
+        return self.path
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    @property
+    def config(self) -> str:
+        return self.file(self.CONFIG)
+
+
+class RunFolder(Folder):
     """Paths of a run folder's files, and atomic JSON reads/writes of them.
 
     !!! example
@@ -54,22 +76,6 @@ class RunFolder:
     MEMBER_REPORT = "member.json"
     # The models a run folder may hold, the preferred first.
     MODELS = (BEST_MODEL, LAST_MODEL)
-
-    def __init__(self, path):
-        self.path = os.path.expanduser(os.fspath(path))
-
-    def __repr__(self) -> str:
-        return f"RunFolder({self.path!r})"
-
-    def __fspath__(self) -> str:
-        return self.path
-
-    def file(self, name: str) -> str:
-        return os.path.join(self.path, name)
-
-    @property
-    def config(self) -> str:
-        return self.file(self.CONFIG)
 
     @property
     def preprocessing(self) -> str:

@@ -104,3 +104,13 @@ def test_config_json_of_an_older_run_without_new_fields_still_resumes(tmp_path):
     assert TrainConfig.from_dict(older).fused is False
     report = lt.train(config, tmp_path, verbose=0)  # the same run: not refused, not retrained
     assert report["epochs_completed"] == 1
+
+
+def test_fused_given_as_text_resolves_to_what_build_takes():
+    from larq_tentacle.training.recipe import Recipe
+
+    assert Recipe(fused="true").resolved_recipe()["fused"] is True
+    assert Recipe(fused="False").resolved_recipe()["fused"] is False
+    assert Recipe(fused="auto").resolved_recipe()["fused"] == "auto"
+    with pytest.raises(ValueError, match="--fused=auto"):
+        Recipe(fused="sometimes").resolved_recipe()

@@ -14,7 +14,7 @@ from larq_tentacle.core.registry import PRECISIONS, get_spec
 from larq_tentacle.core.template import INITS
 from larq_tentacle.data import sources as data
 from larq_tentacle.training import distributed
-from larq_tentacle.training.recipe import Recipe, described, positive_float
+from larq_tentacle.training.recipe import Recipe, described
 from larq_tentacle.utils import validation
 from larq_tentacle.utils.run_folder import RunFolder
 
@@ -145,7 +145,7 @@ class TrainConfig(Recipe):
     def _checked_fp32_accuracy(self) -> Optional[float]:
         if self.fp32_accuracy is None:
             return None
-        accuracy = positive_float(
+        accuracy = validation.positive_float(
             "fp32_accuracy", self.fp32_accuracy, "e.g. --fp32_accuracy=0.8811", zero=True
         )
         if accuracy > 1:

@@ -11,8 +11,6 @@ required fields (e.g. `TrainConfig.model`) first.
 """
 
 import dataclasses
-import math
-import numbers
 from typing import Union
 
 from larq_tentacle.utils import validation
@@ -74,15 +72,12 @@ class Recipe:
 
     def resolved_recipe(self) -> dict:
         """The recipe fields, checked; raises ValueError naming the bad field and the fix."""
-        lr_factor = positive_float("lr_factor", self.lr_factor, "e.g. --lr_factor=0.1")
+        lr_factor = validation.positive_float("lr_factor", self.lr_factor, "e.g. --lr_factor=0.1")
         if lr_factor >= 1:
             raise ValueError(
                 f"Expected `lr_factor` to be < 1 (it multiplies the LR), got {lr_factor!r}. "
                 "Fix: e.g. --lr_factor=0.1."
             )
-        fused = self.fused
-        if fused != "auto" and not isinstance(fused, bool):
-            fused_from_flag(fused)  # raises with the fix
         return dict(
             epochs=validation.positive_int(
                 "epochs", self.epochs, hint="pass e.g. --epochs=300 (the paper's)"
@@ -90,7 +85,7 @@ class Recipe:
             batch_size=validation.positive_int(
                 "batch_size", self.batch_size, hint="pass e.g. --batch_size=128"
             ),
-            learning_rate=positive_float(
+            learning_rate=validation.positive_float(
                 "learning_rate", self.learning_rate, "e.g. --learning_rate=0.001"
             ),
             optimizer=validation.choice("optimizer", self.optimizer, OPTIMIZERS),
@@ -100,7 +95,7 @@ class Recipe:
             lr_factor=lr_factor,
             augment=validation.choice("augment", self.augment, AUGMENT_CHOICES),
             seed=validation.positive_int("seed", self.seed, minimum=0),
-            fused=fused,
+            fused=fused_from_flag(self.fused),
         )
 
     def recipe(self) -> "Recipe":
@@ -111,13 +106,3 @@ class Recipe:
 def recipe_fields() -> tuple:
     """The names of the recipe's fields, in order."""
     return tuple(field.name for field in dataclasses.fields(Recipe))
-
-
-def positive_float(name, value, example, *, zero=False) -> float:
-    """`value` as a float if it is a finite number > 0 (>= 0 with `zero`)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value) and (value >= 0 if zero else value > 0)
-    if not ok:
-        kind = "non-negative" if zero else "positive"
-        raise ValueError(f"Expected `{name}` to be a {kind} number, got {value!r}. Fix: {example}.")
-    return float(value)

@@ -2,6 +2,7 @@
 
 import ast
 import difflib
+import math
 import numbers
 from typing import Iterable, Optional, Sequence
 
@@ -86,3 +87,13 @@ def model_options(entries) -> dict:
         except (ValueError, SyntaxError):
             options[key] = text
     return options
+
+
+def positive_float(name, value, example, *, zero=False) -> float:
+    """`value` as a float if it is a finite number > 0 (>= 0 with `zero`)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    ok = ok and math.isfinite(value) and (value >= 0 if zero else value > 0)
+    if not ok:
+        kind = "non-negative" if zero else "positive"
+        raise ValueError(f"Expected `{name}` to be a {kind} number, got {value!r}. Fix: {example}.")
+    return float(value)

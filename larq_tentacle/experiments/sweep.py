@@ -12,7 +12,6 @@ or TentacleNet point, `<method>_pool_s<seed>` for a BENN pool (the point id for
 partition bagging), with a `member<k>` folder and `member<k>.h5` per member.
 """
 
-import json
 import os
 import time
 from typing import List
@@ -220,10 +219,8 @@ def _score_sizes(config: SweepConfig, job: dict, result: ensembles.BennResult, a
         [m.predict(arrays.x_test, batch_size=256, verbose=0) for m in result.members]
     )
     member_accuracy = [float(np.mean(np.argmax(p, -1) == arrays.y_test)) for p in probabilities]
-    member_runs = []
-    for index in range(1, len(result.members) + 1):
-        with open(RunFolder(pool_dir).member(index).member_report) as file:
-            member_runs.append(json.load(file))
+    members = [RunFolder(pool_dir).member(i) for i in range(1, len(result.members) + 1)]
+    member_runs = [member.read_json(member.member_report) for member in members]
     one_bnn_kb = paper_size_kb(result.members[0], exact=True)
     records = []
     for n in job["sizes"]:

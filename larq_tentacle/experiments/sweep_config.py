@@ -8,15 +8,13 @@ may grow (`check_workdir`).
 """
 
 import dataclasses
-import json
-import os
 from typing import Optional, Sequence
 
 from larq_tentacle.experiments.ensembles import BAGGING_VOTES, SAMPLINGS
 from larq_tentacle.experiments.sweep_folder import SweepFolder
 from larq_tentacle.training.config import TrainConfig
 from larq_tentacle.training.recipe import Recipe
-from larq_tentacle.utils import atomic, validation
+from larq_tentacle.utils import validation
 
 # The fields a rerun in the same workdir may change: it then extends the sweep.
 _EXTENSIBLE = ("tentacles", "bagging", "boosting", "seeds")
@@ -124,10 +122,10 @@ def check_workdir(workdir, config: SweepConfig) -> None:
     The stored config keeps the union of every list run in the workdir, so it
     describes all its points (also when processes run different seeds).
     """
-    path = SweepFolder(workdir).config
+    folder = SweepFolder(workdir)
     current = config.to_dict()
-    if os.path.exists(path):
-        previous = read_stored_config(workdir)
+    previous = folder.read_json(folder.config)
+    if previous is not None:
         # A sweep_config.json written before a field existed ran with that field's default.
         known = {**SweepConfig(model=config.model).to_dict(), **previous}
         fixed = [k for k in known if k not in _EXTENSIBLE + ("data_dir",)]
@@ -142,13 +140,10 @@ def check_workdir(workdir, config: SweepConfig) -> None:
             )
         for key in _EXTENSIBLE:
             current[key] = sorted(set(previous.get(key, [])) | set(current[key]))
-    atomic.write_json(path, current)
+    folder.write_json(folder.config, current)
 
 
 def read_stored_config(workdir) -> dict:
     """The config stored in `workdir` by `check_workdir` (as a dict), or {} if none."""
-    path = SweepFolder(workdir).config
-    if not os.path.exists(path):
-        return {}
-    with open(path) as file:
-        return json.load(file)
+    folder = SweepFolder(workdir)
+    return folder.read_json(folder.config) or {}

@@ -52,6 +52,17 @@ class Folder:
     def config(self) -> str:
         return self.file(self.CONFIG)
 
+    def read_json(self, path) -> Optional[dict]:
+        """The JSON file `path` (e.g. `run.report`) of this folder; None if absent."""
+        if not os.path.exists(path):
+            return None
+        with open(path) as file:
+            return json.load(file)
+
+    def write_json(self, path, values) -> None:
+        """Write `values` to `path` atomically (a reader never sees half a file)."""
+        atomic.write_json(path, values)
+
 
 class RunFolder(Folder):
     """Paths of a run folder's files, and atomic JSON reads/writes of them.
@@ -64,7 +75,6 @@ class RunFolder(Folder):
         ```
     """
 
-    CONFIG = "config.json"
     PREPROCESSING = "preprocessing.json"
     BEST_MODEL = "best_model.h5"
     LAST_MODEL = "last_model.h5"
@@ -128,17 +138,6 @@ class RunFolder(Folder):
     def make(self) -> "RunFolder":
         os.makedirs(self.path, exist_ok=True)
         return self
-
-    def read_json(self, path) -> Optional[dict]:
-        """The JSON file `path` (e.g. `run.report`) of this folder; None if absent."""
-        if not os.path.exists(path):
-            return None
-        with open(path) as file:
-            return json.load(file)
-
-    def write_json(self, path, values) -> None:
-        """Write `values` to `path` atomically (a reader never sees half a file)."""
-        atomic.write_json(path, values)
 
     def remove_stale_temporaries(self) -> None:
         """Temporary files of atomic writes that a killed process left behind."""

@@ -92,10 +92,7 @@ def main(argv):
     command = "python apps/sweep.py " + " ".join(shlex.quote(a) for a in argv)
     try:
         config = config_from_flags()
-        workdir = (
-            FLAGS.workdir
-            or f"runs/sweep_{config.model}_{config.dataset or config.resolved().dataset}"
-        )
+        workdir = FLAGS.workdir or experiments.default_workdir(config)
         if FLAGS.render_only:
             result = experiments.render(workdir, command=command)
         else:

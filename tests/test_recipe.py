@@ -33,6 +33,8 @@ def test_a_config_without_a_recipe_field_gets_no_flag_for_it():
         model: str = "nin"
         dataset: str = None
         data_dir: str = None
+        cache_mb: float = 512.0
+        skip_bad_images: bool = False
         input_size: int = None
         model_options: dict = dataclasses.field(default_factory=dict)
         epochs: int = 7

@@ -241,6 +241,7 @@ def test_fit_model_takes_datasets_and_sample_weights(tmp_path):
         num_classes=10,
         class_names=arrays.class_names,
         preprocessing=arrays.preprocessing,
+        sizes=subset.sizes(),
         arrays=subset,
     )
     config = tiny(tentacles=2, batch_size=32).resolved()

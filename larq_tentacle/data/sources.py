@@ -15,8 +15,6 @@ from typing import List
 import numpy as np
 import tensorflow as tf
 
-from larq_tentacle.utils import validation
-
 DATASETS = ("cifar10", "cifar100", "fer2013", "digits")
 # Raw shape of each dataset's images (height, width, channels).
 NATIVE_SHAPES = {
@@ -63,8 +61,48 @@ class RawSplits:
     class_names: List[str]
 
 
+STREAMED_PREFIXES = ("folder:", "tfds:")
+_DATASET_HINT = (
+    "one of cifar10, cifar100, fer2013, digits, folder:PATH (a folder with one subfolder of "
+    "images per class) or tfds:NAME[:VERSION] (a tensorflow-datasets image dataset)"
+)
+
+
+def is_streamed(name: str) -> bool:
+    """Whether dataset `name` is read from disk image by image (folder:, tfds:)."""
+    return isinstance(name, str) and name.startswith(STREAMED_PREFIXES)
+
+
 def check_name(name) -> str:
-    return validation.choice("dataset", name, DATASETS)
+    """The canonical dataset name: a named dataset, "folder:/absolute/path" or "tfds:NAME"."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"Expected `dataset` to be {_DATASET_HINT}, got {name!r}.")
+    name = name.strip()
+    if name.startswith("folder:"):
+        path = name[len("folder:") :].strip()
+        if not path:
+            raise ValueError(
+                f"dataset={name!r} names no folder. Fix: e.g. --dataset=folder:~/data/flowers."
+            )
+        return "folder:" + os.path.abspath(os.path.expanduser(path))
+    if name.startswith("tfds:"):
+        if not name[len("tfds:") :].strip():
+            raise ValueError(f"dataset={name!r} names no dataset. Fix: e.g. --dataset=tfds:mnist.")
+        return name
+    if name not in DATASETS:
+        raise ValueError(f"Expected `dataset` to be {_DATASET_HINT}, got {name!r}.")
+    return name
+
+
+def short_name(name: str) -> str:
+    """A file-name-safe label of a dataset: "flowers" for folder:/data/flowers."""
+    if name.startswith("folder:"):
+        label = os.path.basename(os.path.normpath(name[len("folder:") :])) or "folder"
+    elif name.startswith("tfds:"):
+        label = name[len("tfds:") :].split(":")[0]
+    else:
+        label = name
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
 
 
 def load_raw(name: str, *, data_dir=None, seed: int = 0) -> RawSplits:

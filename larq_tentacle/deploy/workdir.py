@@ -81,12 +81,10 @@ def _workdir_sample(preprocessing, num_samples: int, data_dir):
     try:
         from larq_tentacle.data import pipeline as data
 
-        raw = data.load_raw(preprocessing["dataset"], data_dir=data_dir)
-        # The run's own normalization, not one recomputed here.
-        return data.preprocess_images(raw.x_test[:num_samples], preprocessing)
-    # load_raw raises FileNotFoundError offline / without the files, ValueError for a dataset
-    # this version does not know, ImportError without tensorflow-datasets: random inputs
-    # still verify.
+        return data.test_images(preprocessing, num_samples, data_dir=data_dir)
+    # FileNotFoundError offline / without the files (or a moved folder), ValueError for a
+    # dataset this version does not know, ImportError without tensorflow-datasets: random
+    # inputs still verify.
     except (OSError, ValueError, ImportError) as error:
         warnings.warn(
             f"Could not load {preprocessing['dataset']!r} for the parity check ({error}); "

@@ -12,6 +12,8 @@ May import every other room; nothing in the library imports it.
 from larq_tentacle.experiments.ensembles import train_bagging, train_boosting
 from larq_tentacle.experiments.results import render
 from larq_tentacle.experiments.sweep import run_sweep
-from larq_tentacle.experiments.sweep_config import SweepConfig
+from larq_tentacle.experiments.sweep_config import SweepConfig, default_workdir
 
-__all__ = ["SweepConfig", "render", "run_sweep", "train_bagging", "train_boosting"]
+__all__ = [
+    "SweepConfig", "default_workdir", "render", "run_sweep", "train_bagging", "train_boosting"
+]

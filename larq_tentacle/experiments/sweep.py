@@ -12,6 +12,7 @@ or TentacleNet point, `<method>_pool_s<seed>` for a BENN pool (the point id for
 partition bagging), with a `member<k>` folder and `member<k>.h5` per member.
 """
 
+import dataclasses
 import os
 import time
 from typing import List
@@ -22,6 +23,7 @@ from larq_tentacle.core.registry import get_spec
 from larq_tentacle.core.serialization import load_model
 from larq_tentacle.core.size import displayed_kb, paper_size_kb
 from larq_tentacle.data import pipeline as data
+from larq_tentacle.data import streaming
 from larq_tentacle.experiments import ensembles
 from larq_tentacle.experiments.plan import plan, point_id
 from larq_tentacle.experiments.results import render, write_csv
@@ -176,19 +178,23 @@ def _pool_points(config: SweepConfig, workdir, job: dict, *, verbose: int) -> Li
 
 
 def _pool_data(config: SweepConfig, seed: int):
-    """(dataset bundle, input shape, augmentation) of a pool's members."""
+    """(dataset bundle with in-memory arrays, input shape, augmentation) of a pool's members."""
     train_config = config.train_config(tentacles=1, seed=seed).resolved()
     spec = get_spec(config.model)
-    input_shape = data.fit_input_shape(
-        train_config.dataset, spec.input_shape, input_size=config.input_size
+    source = data.open_dataset(
+        train_config.dataset, data_dir=config.data_dir, seed=seed,
+        skip_bad_images=config.skip_bad_images,
     )
-    augment = data.training_augmentation(train_config.dataset, train_config.augment)
+    input_shape = data.fit_input_shape(source, spec.input_shape, input_size=config.input_size)
+    augment = data.training_augmentation(source, train_config.augment)
     seed_everything(seed)
     bundle = data.load_dataset(
-        train_config.dataset, input_shape=input_shape, batch_size=train_config.batch_size,
-        seed=seed, data_dir=config.data_dir, augment=augment,
+        source, input_shape=input_shape, batch_size=train_config.batch_size,
+        seed=seed, data_dir=config.data_dir, augment=augment, cache_mb=config.cache_mb,
     )
-    return bundle, input_shape, augment
+    # Bagging and boosting resample single images: a streamed dataset must fit in memory.
+    arrays = streaming.to_arrays(bundle, limit_mb=config.cache_mb)
+    return dataclasses.replace(bundle, arrays=arrays), input_shape, augment
 
 
 def _train_pool(config: SweepConfig, job: dict, bundle, input_shape, augment, pool_dir, *,

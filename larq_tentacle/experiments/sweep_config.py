@@ -10,6 +10,7 @@ may grow (`check_workdir`).
 import dataclasses
 from typing import Optional, Sequence
 
+from larq_tentacle.data.sources import check_name, short_name
 from larq_tentacle.experiments.ensembles import BAGGING_VOTES, SAMPLINGS
 from larq_tentacle.experiments.sweep_folder import SweepFolder
 from larq_tentacle.training.config import TrainConfig
@@ -25,7 +26,8 @@ class SweepConfig(Recipe):
     """What to sweep, and the one training recipe (`Recipe`) every point of it trains with.
 
     # Arguments
-        model, dataset, data_dir, input_size, model_options: as in `TrainConfig`.
+        model, dataset, data_dir, cache_mb, skip_bad_images, input_size, model_options: as
+            in `TrainConfig`.
         tentacles: tentacle counts of the TentacleNet points (1 = the BNN).
         bagging, boosting: ensemble sizes N of the BENN points (empty: skip the method).
         seeds: every point is trained once per seed; each point's recipe takes its seed
@@ -43,6 +45,8 @@ class SweepConfig(Recipe):
     model: str
     dataset: Optional[str] = None
     data_dir: Optional[str] = None
+    cache_mb: float = 512.0
+    skip_bad_images: bool = False
     tentacles: Sequence[int] = (1, 2, 3, 4, 5)
     bagging: Sequence[int] = (1, 2, 3, 4, 5)
     boosting: Sequence[int] = (1, 2, 3, 4, 5)
@@ -89,6 +93,8 @@ class SweepConfig(Recipe):
             model=self.model,
             dataset=self.dataset,
             data_dir=self.data_dir,
+            cache_mb=self.cache_mb,
+            skip_bad_images=self.skip_bad_images,
             init=self.init,
             input_size=self.input_size,
             model_options=dict(self.model_options),
@@ -105,6 +111,12 @@ class SweepConfig(Recipe):
         values = dataclasses.asdict(self)
         del values["seed"]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def default_workdir(config: SweepConfig) -> str:
+    """runs/sweep_<model>_<dataset>, used when no workdir is given."""
+    dataset = config.dataset or config.resolved().dataset
+    return f"runs/sweep_{config.model}_{short_name(check_name(dataset))}"
 
 
 def _counts(name, values, *, minimum=1) -> tuple:
@@ -128,7 +140,7 @@ def check_workdir(workdir, config: SweepConfig) -> None:
     if previous is not None:
         # A sweep_config.json written before a field existed ran with that field's default.
         known = {**SweepConfig(model=config.model).to_dict(), **previous}
-        fixed = [k for k in known if k not in _EXTENSIBLE + ("data_dir",)]
+        fixed = [k for k in known if k not in _EXTENSIBLE + ("data_dir", "cache_mb")]
         changed = [k for k in fixed if known.get(k) != current.get(k)]
         if changed:
             details = ", ".join(

@@ -19,7 +19,7 @@ from larq_tentacle.utils import validation
 from larq_tentacle.utils.run_folder import RunFolder
 
 # Fields that may change when the same workdir is run again (resume / extend a run).
-_RESUMABLE_CHANGES = ("epochs", "fp32_accuracy", "data_dir", "strategy")
+_RESUMABLE_CHANGES = ("epochs", "fp32_accuracy", "data_dir", "strategy", "cache_mb")
 
 
 @dataclasses.dataclass
@@ -28,8 +28,12 @@ class TrainConfig(Recipe):
 
     # Arguments
         model: a registered model (`lt.list_models()`).
-        dataset: "cifar10", "cifar100", "fer2013" or "digits"; default: the model's own.
-        data_dir: where the dataset lives (tfds data_dir, folder of fer2013.csv).
+        dataset: "cifar10", "cifar100", "fer2013", "digits", "folder:PATH" (one subfolder of
+            images per class) or "tfds:NAME[:VERSION]"; default: the model's own.
+        data_dir: where the dataset lives (tfds data_dir, folder of fer2013.csv or of the
+            CIFAR archive).
+        cache_mb: memory budget for caching a streamed dataset's preprocessed splits.
+        skip_bad_images: skip (and count) corrupt images of a folder dataset.
         tentacles: binary tentacles (1 = the plain BNN).
         precision: "binary" or "float" (the FP32 baseline).
         init: "hadamard" or "copy"; default "copy" with `init_from`, else "hadamard".
@@ -45,10 +49,18 @@ class TrainConfig(Recipe):
 
     model: str = dataclasses.field(metadata=dict(help="Registered model: fernet, nin, resnet9."))
     dataset: Optional[str] = described(
-        None, "cifar10, cifar100, fer2013 or digits (default: the model's own)."
+        None,
+        "cifar10, cifar100, fer2013, digits, folder:PATH (a subfolder of images per class) "
+        "or tfds:NAME[:VERSION] (default: the model's own).",
     )
     data_dir: Optional[str] = described(
-        None, "Where the dataset lives (tfds data_dir; folder of fer2013.csv)."
+        None, "Where the dataset lives (tfds data_dir; folder of fer2013.csv or cifar archive)."
+    )
+    cache_mb: float = described(
+        512.0, "Memory (MB) for caching a streamed dataset's preprocessed train/val splits."
+    )
+    skip_bad_images: bool = described(
+        False, "Skip (and count) corrupt images of a folder dataset instead of failing."
     )
     tentacles: int = described(1, "Binary tentacles (1 = the plain BNN).")
     precision: str = described("binary", "binary or float (the FP32 baseline).")
@@ -115,6 +127,10 @@ class TrainConfig(Recipe):
             self,
             dataset=dataset,
             data_dir=os.path.expanduser(self.data_dir) if self.data_dir else None,
+            cache_mb=validation.positive_float(
+                "cache_mb", self.cache_mb, "e.g. --cache_mb=512 (0: never cache)", zero=True
+            ),
+            skip_bad_images=validation.boolean("skip_bad_images", self.skip_bad_images),
             precision=precision,
             tentacles=tentacles,
             init=init,
@@ -176,7 +192,8 @@ class TrainConfig(Recipe):
 def default_workdir(config: TrainConfig) -> str:
     """runs/<model>_<dataset>_<fp32|bnn|tn<n>>, used when no workdir is given."""
     config = config.resolved()
-    return os.path.join("runs", f"{config.model}_{config.dataset}_{config.variant()}")
+    dataset = data.short_name(config.dataset)
+    return os.path.join("runs", f"{config.model}_{dataset}_{config.variant()}")
 
 
 def check_workdir(run: RunFolder, config: TrainConfig) -> None:

@@ -29,7 +29,13 @@ from larq_tentacle.core.template import tentaclize
 from larq_tentacle.data import pipeline as data
 from larq_tentacle.training import callbacks, distributed
 from larq_tentacle.training.config import TrainConfig, check_workdir
-from larq_tentacle.training.report import LOSS, evaluate_run, run_report, summary_table
+from larq_tentacle.training.report import (
+    LOSS,
+    data_summary,
+    evaluate_run,
+    run_report,
+    summary_table,
+)
 from larq_tentacle.training.tracing import skip_autograph
 from larq_tentacle.utils.run_folder import RunFolder
 from larq_tentacle.utils.seeding import seed_everything
@@ -87,6 +93,12 @@ def _pipelines(bundle_or_datasets, config: TrainConfig, sample_weight):
         if sample_weight is None:
             return bundle.train, bundle.validation
         arrays = bundle.arrays
+        if arrays is None:
+            raise ValueError(
+                f"sample_weight (boosting) reweights single images, which needs "
+                f"{bundle.preprocessing['dataset']} in memory. Fix: pass a bundle with arrays "
+                "(lt.data.streaming.to_arrays) or put the weights into your training dataset."
+            )
         augment = data.training_augmentation(arrays.preprocessing["dataset"], config.augment)
         train = data.make_dataset(
             arrays.x_train,
@@ -231,17 +243,23 @@ def train(config: TrainConfig, workdir, *, verbose=1) -> dict:
     seed_everything(config.seed)
 
     spec = get_spec(config.model)
-    input_shape = data.fit_input_shape(
-        config.dataset, spec.input_shape, input_size=config.input_size
+    # Opened once: a folder is scanned (bad images fail here) before the model is built.
+    source = data.open_dataset(
+        config.dataset, data_dir=config.data_dir, seed=config.seed,
+        skip_bad_images=config.skip_bad_images,
     )
+    input_shape = data.fit_input_shape(source, spec.input_shape, input_size=config.input_size)
     bundle = data.load_dataset(
-        config.dataset,
+        source,
         input_shape=input_shape,
         batch_size=config.batch_size,
         seed=config.seed,
         data_dir=config.data_dir,
         augment=config.augment,
+        cache_mb=config.cache_mb,
     )
+    if verbose:
+        print(data_summary(bundle))
     run.write_json(run.preprocessing, bundle.preprocessing)
     with strategy.scope():
         model = build_model(config, input_shape=input_shape, num_classes=bundle.num_classes)

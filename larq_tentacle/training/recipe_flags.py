@@ -18,7 +18,9 @@ from larq_tentacle.training.config import TrainConfig
 from larq_tentacle.training.recipe import recipe_fields
 
 # The model and data fields every training app has; the recipe's fields follow them.
-SHARED_FIELDS = ("model", "dataset", "data_dir", "input_size", "model_options")
+SHARED_FIELDS = (
+    "model", "dataset", "data_dir", "cache_mb", "skip_bad_images", "input_size", "model_options"
+)
 
 _DEFINE = {
     int: flags.DEFINE_integer,

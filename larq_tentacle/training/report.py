@@ -24,8 +24,12 @@ from larq_tentacle.utils.versions import versions
 LOSS = "sparse_categorical_crossentropy"
 
 
-def tentacle_accuracies(model: tf.keras.Model, x, y, *, batch_size: int = 256) -> Optional[list]:
+def tentacle_accuracies(
+    model: tf.keras.Model, x, y=None, *, batch_size: int = 256
+) -> Optional[list]:
     """Each tentacle's own accuracy, for the head of Fig. 2-a.
+
+    `x`, `y`: test images and labels, or `x` a batched dataset of (images, labels).
 
     Tentacle i alone is its logits through the trained head (`head_dense`) with every
     other tentacle's logits set to zero. (The argmax of a tentacle's raw logits means
@@ -43,7 +47,16 @@ def tentacle_accuracies(model: tf.keras.Model, x, y, *, batch_size: int = 256) -
     except ValueError:  # a form without per-tentacle logits (e.g. fused tentacles)
         return None
     features = skip_autograph(tf.keras.Model(model.inputs, concat.input))
-    outputs = features.predict(x, batch_size=batch_size, verbose=0)
+    if isinstance(x, tf.data.Dataset):
+        # One pass, so the labels line up with the outputs of a shuffled or streamed split.
+        batches = [(features(images, training=False), labels) for images, labels in x]
+        outputs = [
+            np.concatenate([found[i].numpy() for found, _ in batches])
+            for i in range(len(concat.input))
+        ]
+        y = np.concatenate([labels.numpy() for _, labels in batches])
+    else:
+        outputs = features.predict(x, batch_size=batch_size, verbose=0)
     accuracies = []
     for index in range(len(outputs)):
         alone = [out if j == index else np.zeros_like(out) for j, out in enumerate(outputs)]
@@ -58,8 +71,7 @@ def evaluate_run(run_dir, bundle: data.DatasetBundle, config: TrainConfig) -> di
     model = load_model(RunFolder(run_dir).best_model, compile=False)
     model.compile(loss=LOSS, metrics=["accuracy"])
     skip_autograph(model)
-    arrays = bundle.arrays
-    loss, accuracy = model.evaluate(arrays.x_test, arrays.y_test, batch_size=256, verbose=0)
+    loss, accuracy = model.evaluate(bundle.test, verbose=0)
     try:
         head_variant = layout(model).head_variant
     except ValueError:  # the FP32 baseline has no stem/tentacles/head
@@ -72,7 +84,7 @@ def evaluate_run(run_dir, bundle: data.DatasetBundle, config: TrainConfig) -> di
         paper_size_kb_exact=paper_size_kb(model, exact=True),
         larq_memory_kb=larq_memory_kb(model),
     )
-    per_tentacle = tentacle_accuracies(model, arrays.x_test, arrays.y_test)
+    per_tentacle = tentacle_accuracies(model, bundle.test)
     if per_tentacle is not None:
         result.update(tentacle_accuracies=per_tentacle, ensemble_accuracy=float(accuracy))
     return result
@@ -96,7 +108,9 @@ def run_report(
         init_from=config.init_from,
         input_shape=list(input_shape),
         num_classes=bundle.num_classes,
-        split_sizes=bundle.arrays.sizes(),
+        split_sizes=dict(bundle.sizes),
+        class_names=list(bundle.class_names),
+        data_notes=list(bundle.source.notes) if bundle.source else [],
         **scores,
         fp32_accuracy=fp32_accuracy,
         delta_vs_fp32=None if fp32_accuracy is None else scores["test_accuracy"] - fp32_accuracy,
@@ -115,6 +129,16 @@ def run_report(
         seed=config.seed,
         versions=versions(),
     )
+
+
+def data_summary(bundle) -> str:
+    """One line on the data a run trains on: classes, split sizes, cache, source notes."""
+    sizes = ", ".join(f"{split} {count}" for split, count in bundle.sizes.items())
+    line = f"Data: {bundle.preprocessing['dataset']}: {bundle.num_classes} classes; {sizes} images"
+    if bundle.source is not None:
+        line += f"; cached in memory: {', '.join(bundle.cached) or 'none'}"
+        line += "".join(f"; {note}" for note in bundle.source.notes)
+    return line + "."
 
 
 def report_accuracy(run_dir) -> Optional[float]:

@@ -97,3 +97,10 @@ def positive_float(name, value, example, *, zero=False) -> float:
         kind = "non-negative" if zero else "positive"
         raise ValueError(f"Expected `{name}` to be a {kind} number, got {value!r}. Fix: {example}.")
     return float(value)
+
+
+def boolean(name, value) -> bool:
+    """`value` if it is a bool; a string such as "false" is refused."""
+    if not isinstance(value, bool):
+        raise ValueError(f"Expected `{name}` to be True or False, got {value!r}.")
+    return bool(value)

@@ -53,3 +53,29 @@ def run_main(app_module, argv, *, program: str):
         return app_module.main([program])
     finally:
         flags.FLAGS.unparse_flags()
+
+
+def write_digits_folder(root, *, classes=(0, 1, 2), per_class=40, side=None):
+    """scikit-learn's real digits as PNG files, one subfolder per class ("digit_0", ...).
+
+    `side` upsamples the 8x8 images (nearest) so the folder holds larger files.
+    Returns the folder.
+    """
+    import os
+
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    root = os.fspath(root)
+    for label in classes:
+        folder = os.path.join(root, f"digit_{label}")
+        os.makedirs(folder, exist_ok=True)
+        images = digits.images[digits.target == label][:per_class]
+        for index, image in enumerate(images):
+            pixels = np.round(image * (255.0 / 16.0)).astype(np.uint8)
+            picture = Image.fromarray(pixels, mode="L")
+            if side:
+                picture = picture.resize((side, side), Image.NEAREST)
+            picture.save(os.path.join(folder, f"{index:03d}.png"))
+    return root

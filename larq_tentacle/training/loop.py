@@ -210,6 +210,23 @@ def fit_model(
     return history
 
 
+def _load_data(config: TrainConfig, *, verbose: int):
+    """(dataset bundle, input shape) of a run; a folder is scanned once, before training."""
+    source = data.open_dataset(
+        config.dataset, data_dir=config.data_dir, seed=config.seed,
+        skip_bad_images=config.skip_bad_images,
+    )
+    spec = get_spec(config.model)
+    input_shape = data.fit_input_shape(source, spec.input_shape, input_size=config.input_size)
+    bundle = data.load_dataset(
+        source, input_shape=input_shape, batch_size=config.batch_size, seed=config.seed,
+        data_dir=config.data_dir, augment=config.augment, cache_mb=config.cache_mb,
+    )
+    if verbose:
+        print(data_summary(bundle))
+    return bundle, input_shape
+
+
 def train(config: TrainConfig, workdir, *, verbose=1) -> dict:
     """Train the model `config` describes and write the run into `workdir`.
 
@@ -236,30 +253,14 @@ def train(config: TrainConfig, workdir, *, verbose=1) -> dict:
     workdir = os.path.expanduser(os.fspath(workdir))
     # Before any other TensorFlow work: multi-worker collectives are set up at startup.
     strategy = distributed.make_strategy(config.strategy)
-    run = RunFolder(distributed.worker_dir(workdir, strategy)).make()
+    run = RunFolder(distributed.worker_dir(workdir, strategy))
     check_workdir(run, config)
+    seed_everything(config.seed)
+    # Bad data (a missing folder, a corrupt image) fails here, before the run folder exists.
+    bundle, input_shape = _load_data(config, verbose=verbose)
+    run.make()
     run.remove_stale_temporaries()
     run.write_json(run.config, config.to_dict())
-    seed_everything(config.seed)
-
-    spec = get_spec(config.model)
-    # Opened once: a folder is scanned (bad images fail here) before the model is built.
-    source = data.open_dataset(
-        config.dataset, data_dir=config.data_dir, seed=config.seed,
-        skip_bad_images=config.skip_bad_images,
-    )
-    input_shape = data.fit_input_shape(source, spec.input_shape, input_size=config.input_size)
-    bundle = data.load_dataset(
-        source,
-        input_shape=input_shape,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        data_dir=config.data_dir,
-        augment=config.augment,
-        cache_mb=config.cache_mb,
-    )
-    if verbose:
-        print(data_summary(bundle))
     run.write_json(run.preprocessing, bundle.preprocessing)
     with strategy.scope():
         model = build_model(config, input_shape=input_shape, num_classes=bundle.num_classes)

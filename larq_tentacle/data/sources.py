@@ -1,8 +1,9 @@
 """Dataset sources: the raw uint8 images and labels of the four datasets the project
 trains on, split into train/validation/test (`RawSplits`), before any preprocessing.
 
-* `cifar10`, `cifar100`: tensorflow-datasets; a validation split is held out of the
-  training set (the LR schedule watches val_loss), the test split gives the final number;
+* `cifar10`, `cifar100`: the python-version archive (or its extracted folder) found in
+  `data_dir` (`cifar_archive`), else tensorflow-datasets; a validation split is held out of
+  the training set (the LR schedule watches val_loss), the test split gives the final number;
 * `fer2013`: Kaggle's `fer2013.csv` (`emotion,pixels,Usage`);
 * `digits`: scikit-learn's `load_digits` (real 8x8 handwritten digits that ship offline).
 """
@@ -14,6 +15,8 @@ from typing import List
 
 import numpy as np
 import tensorflow as tf
+
+from larq_tentacle.data import cifar_archive
 
 DATASETS = ("cifar10", "cifar100", "fer2013", "digits")
 # Raw shape of each dataset's images (height, width, channels).
@@ -109,7 +112,12 @@ def load_raw(name: str, *, data_dir=None, seed: int = 0) -> RawSplits:
     """The dataset's uint8 images and labels, split into train/validation/test."""
     name = check_name(name)
     if name in ("cifar10", "cifar100"):
-        return _load_tfds(name, data_dir=data_dir, seed=seed)
+        archive = cifar_archive.find_archive(name, data_dir)
+        if archive is None:
+            return _load_tfds(name, data_dir=data_dir, seed=seed)
+        x_train, y_train, x_test, y_test, class_names = cifar_archive.read_archive(archive, name)
+        x_train, y_train, x_val, y_val = _hold_out(x_train, y_train, VALIDATION_FRACTION, seed)
+        return RawSplits(x_train, y_train, x_val, y_val, x_test, y_test, class_names)
     if name == "fer2013":
         return read_fer2013(find_fer2013(data_dir))
     return _load_digits(seed=seed)
@@ -161,12 +169,14 @@ def _tfds_not_here(name: str, data_dir, error: Exception) -> FileNotFoundError:
     """The one-line error for tfds data that is neither in `data_dir` nor downloadable."""
     where = data_dir or "~/tensorflow_datasets"
     first_line = str(error).splitlines()[0] if str(error) else ""
+    archive = cifar_archive.ARCHIVE_FILES.get(name, f"the {name} archive")
     return FileNotFoundError(
         f"Could not load the tensorflow-datasets dataset {name!r} from {where!r} "
         f"({type(error).__name__}: {first_line}). "
         f'Fix: on a machine with internet run `python -c "import tensorflow_datasets as tfds; '
         f"tfds.load('{name}', data_dir='{where}')\"` and copy that folder here, then pass "
-        f"--data_dir={where}."
+        f"--data_dir={where}; or put {archive} (from {cifar_archive.DOWNLOAD_PAGE} or Keras's "
+        f"~/.keras/datasets) in a folder and pass --data_dir=that folder."
     )
 
 

@@ -44,7 +44,8 @@ def test_folder_trains_and_reports_its_class_names(app, digits_folder, tmp_path,
     assert sum(report["split_sizes"].values()) == 120
     preprocessing = run.read_json(run.preprocessing)
     assert preprocessing["class_names"] == CLASSES
-    assert preprocessing["input_shape"] == [8, 8, 1]
+    # Grey PNGs, repeated to 3 channels for NiN's RGB input.
+    assert preprocessing["input_shape"] == [8, 8, 3] and preprocessing["grey_to_rgb"]
 
 
 def _make_bad(kind, root):
@@ -68,7 +69,7 @@ def _make_bad(kind, root):
     "kind, words",
     [
         ("missing", ["nowhere"]),
-        ("no_classes", ["subfolder"]),
+        ("no_classes", ["no class folders", "PATH/<class>/<image>.png"]),
         ("empty_class", ["digit_7"]),
         ("one_class", ["class"]),
         ("corrupt", ["000.png", "--skip_bad_images"]),

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from helpers import loaded_app, run_main
+from helpers import loaded_app, run_main, write_digits_folder
 from larq_tentacle.training import callbacks
 from larq_tentacle.utils.run_folder import RunFolder
 
@@ -68,10 +68,15 @@ def _backed_up(backup_dir) -> bool:
 
 
 @pytest.mark.slow
-def test_kill_9_mid_training_then_rerun_resumes_and_completes(tmp_path):
+@pytest.mark.parametrize("dataset", ["digits", "folder"])
+def test_kill_9_mid_training_then_rerun_resumes_and_completes(tmp_path, dataset):
     workdir = tmp_path / "run"
+    if dataset == "folder":  # a streamed dataset resumes like an in-memory one
+        folder = write_digits_folder(tmp_path / "digits", classes=range(10), per_class=200)
+        dataset = f"folder:{folder}"
     command = [
-        sys.executable, APP, "--model=nin", "--dataset=digits", "--input_size=4", "--tentacles=2",
+        sys.executable, APP, "--model=nin", f"--dataset={dataset}", "--input_size=4",
+        "--tentacles=2",
         "--epochs=4", "--batch_size=16", "--verbose=2", f"--workdir={workdir}",
     ]
     history = workdir / RunFolder.HISTORY

@@ -20,6 +20,7 @@ from larq_tentacle.utils import validation
 CACHE_MB = 512
 # Training images that set the normalisation statistics.
 STATISTICS_SAMPLE = 2048
+_STATISTICS_BATCH = 64
 # Decoded images held for shuffling (on top of the shuffled file order): at most this
 # many megabytes, at least one batch.
 SHUFFLE_BUFFER_MB = 32
@@ -57,15 +58,15 @@ def sample_statistics(source: StreamSource, record: dict, *, seed: int):
         .take(STATISTICS_SAMPLE)
         .map(lambda image, _: preprocessing.scale_tensor(image, record),
              num_parallel_calls=tf.data.AUTOTUNE)
-        .batch(256)
+        .batch(_STATISTICS_BATCH)
     )
     channels = record["input_shape"][2]
     total, squares, count = np.zeros(channels), np.zeros(channels), 0
     for batch in images.as_numpy_iterator():
-        pixels = batch.reshape(-1, channels).astype(np.float64)
-        total += pixels.sum(axis=0)
-        squares += (pixels**2).sum(axis=0)
-        count += len(pixels)
+        # Sums in float64 without a float64 copy of the batch: the sample stays cheap.
+        total += batch.sum(axis=(0, 1, 2), dtype=np.float64)
+        squares += np.einsum("nhwc,nhwc->c", batch, batch, dtype=np.float64)
+        count += batch.size // channels
     if count == 0:
         raise ValueError(f"{source.name}: the training split is empty.")
     mean = total / count

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from helpers import loaded_app, run_main
+from larq_tentacle.data import pipeline as data
 from larq_tentacle.data.tfds_source import open_tfds, parse_tfds_name, plan_splits
+from larq_tentacle.utils.run_folder import RunFolder
 
 CLASSES = ["circle", "square", "star"]
 # The first index of each split's examples; an example's index is its first pixel.
@@ -270,3 +273,29 @@ def test_a_dataset_not_on_disk_and_not_downloadable_says_how_to_get_it(unreachab
     assert "this folder has version 1.0.0: --dataset=tfds:mnist:1.0.0" in text
     assert "download_and_prepare()" in text and f"--data_dir={tmp_path}" in text
     assert not os.path.isdir(tmp_path / "mnist" / "3.0.1")
+
+
+@pytest.fixture(scope="module")
+def train_app():
+    yield from loaded_app("train")
+
+
+def test_train_app_trains_on_a_tfds_dataset_and_export_finds_its_test_images(
+    train_app, data_dir, tmp_path, capsys
+):
+    workdir = tmp_path / "run"
+    argv = [
+        "--model=nin", "--dataset=tfds:lt_tiny_three_splits", f"--data_dir={data_dir}",
+        "--input_size=8", "--epochs=1", "--batch_size=4", f"--workdir={workdir}", "--verbose=0",
+    ]
+    assert run_main(train_app, argv, program="train.py") == 0, capsys.readouterr().err
+    run = RunFolder(workdir)
+    report, record = run.read_json(run.report), run.read_json(run.preprocessing)
+    assert report["class_names"] == CLASSES == record["class_names"]
+    assert report["split_sizes"] == {"train": 20, "validation": 6, "test": 5}
+    assert record["dataset"] == "tfds:lt_tiny_three_splits:0.3.0"
+    # What export verifies on: the run's first test images, preprocessed as recorded.
+    source = open_tfds(record["dataset"], data_dir=data_dir)
+    raw = [image for image, _ in source.images("test").take(3).as_numpy_iterator()]
+    found = data.test_images(record, 3, data_dir=data_dir)
+    np.testing.assert_allclose(found, data.preprocess_images(np.stack(raw), record), atol=1e-5)

@@ -24,7 +24,9 @@ def app():
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["--model=nin", "--dataset=mnist"], ["dataset", "'mnist'", "digits"]),
+        (["--model=nin", "--dataset=mnist"], ["dataset", "'mnist'", "digits", "tfds:NAME"]),
+        (["--model=nin", "--dataset=tfds:cifar1"], ["'cifar1'", "cifar10", "Fix"]),
+        (["--model=nin", "--dataset=folder:"], ["names no folder", "Fix"]),
         (["--model=nin", "--epochs=-3"], ["epochs", "-3"]),
         (["--model=nin", "--tentacles=0"], ["tentacles", "0"]),
         (["--model=vgg"], ["Unknown model 'vgg'", "nin"]),

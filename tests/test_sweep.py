@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from helpers import loaded_app
+from helpers import loaded_app, write_digits_folder
 from larq_tentacle import experiments
 from larq_tentacle.experiments import plan, sweep, sweep_config, tables
 from larq_tentacle.experiments.sweep_folder import SweepFolder
@@ -350,3 +350,17 @@ def test_sweep_flags_are_the_recipe_flags_with_seeds_instead_of_seed(sweep_app):
     finally:
         flags.FLAGS.unparse_flags()
     assert (config.seeds, config.seed, config.fused, config.epochs) == ([3, 5], 0, "auto", 2)
+
+
+def test_sweep_on_a_folder_dataset_trains_benn_in_memory_and_names_the_budget(tmp_path):
+    folder = write_digits_folder(tmp_path / "digits", per_class=20)
+    config = _tiny(dataset=f"folder:{folder}", batch_size=16, boosting=[])
+    assert experiments.default_workdir(config) == "runs/sweep_nin_digits"
+    experiments.run_sweep(config, tmp_path / "sweep", progress=False)
+    bagging = json.load(open(tmp_path / "sweep" / "points" / "bagging_n1_s0.json"))
+    assert 0.0 <= bagging["test_accuracy"] <= 1.0
+    # BENN resamples single images: a streamed dataset over the budget is refused clearly.
+    tight = _tiny(dataset=f"folder:{folder}", bagging=[2], boosting=[], tentacles=[],
+                  cache_mb=0.001)
+    with pytest.raises(ValueError, match=r"in memory .*--cache_mb=0.001.*Fix"):
+        experiments.run_sweep(tight, tmp_path / "tight", progress=False)

@@ -3,10 +3,11 @@ rules, the sidecar and run-folder export.
 
 One module per concept: `options` (the export choices, importable without
 TensorFlow), `tflite_file` (reading and rewriting the flatbuffer), `rules` (what
-the Keras topology needs in the file), `census` (op and byte counts), `conversion`
-(argument checks and the LCE converter), `verification` (parity with Keras, sign
-ties), `sidecar`, `exporting` (`export` itself) and `workdir` (a training run's
-folder).
+the Keras topology needs in the file), `census` (op and byte counts), `padding` (a
+workaround for LCE's pad fusion), `conversion` (argument checks and the LCE
+converter), `verification` (parity with Keras, sign ties), `localisation` (the
+first layer that disagrees), `sidecar`, `exporting` (`export` itself) and `workdir`
+(a training run's folder).
 
 Imports `larq_tentacle.core` and `larq_tentacle.utils`, never training or experiments.
 (The room is called `deploy` so that importing it never shadows the `lt.export`

@@ -5,7 +5,8 @@ and its own errors rarely name the layer at fault. The checks here refuse what
 cannot become a runnable LCE file before converting (mixed precision, a free
 input size, images that are not preprocessed), and `convert` turns the
 converter's failures and unknown custom ops into `ExportError`s that say which
-layer to change. Nothing here writes a file.
+layer to change. It converts a copy with the padding LCE would misconvert trimmed
+(`padding`). Nothing here writes a file.
 """
 
 import json
@@ -16,7 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from larq_tentacle.deploy import rules
+from larq_tentacle.deploy import padding, rules
 from larq_tentacle.deploy.options import TARGETS
 from larq_tentacle.deploy.tflite_file import read_flatbuffer
 from larq_tentacle.utils import validation
@@ -190,10 +191,12 @@ def convert(model: tf.keras.Model, *, target: str = "arm") -> bytes:
     target = validation.choice("target", target, TARGETS)
     model = check_model(model)
     fixed_input_shape(model)
+    # Same function, padding LCE 0.16 would misfuse trimmed (deploy/padding.py).
+    convertible = padding.without_misfused_padding(model)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            flatbuffer = lce.convert_keras_model(model, target=target)
+            flatbuffer = lce.convert_keras_model(convertible, target=target)
         # The converter is TF's MLIR pipeline: it raises ConverterError, OpError, ValueError,
         # RuntimeError... with no common base below Exception; every one becomes an ExportError.
         except Exception as error:

@@ -35,6 +35,7 @@ class Operator:
     outputs: tuple
     output_names: tuple
     custom: bool = False
+    padding: Optional[str] = None  # "SAME" or "VALID" for builtin convs and pools, else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +136,7 @@ def _parse(data: bytes) -> FlatbufferGraph:
                 outputs,
                 tuple(tensors[t].name for t in outputs),
                 custom=op.OpcodeIndex() in custom_codes,
+                padding=_padding(schema, op),
             )
         )
     inputs = tuple(int(graph.Inputs(k)) for k in range(graph.InputsLength()))
@@ -142,6 +144,22 @@ def _parse(data: bytes) -> FlatbufferGraph:
     return FlatbufferGraph(
         tuple(operators), tuple(tensors), inputs, outputs, model.SubgraphsLength(), len(data)
     )
+
+
+def _padding(schema, op) -> Optional[str]:
+    """The padding attribute of a builtin conv or pool op ("SAME"/"VALID"), else None."""
+    kinds = {
+        schema.BuiltinOptions.Conv2DOptions: schema.Conv2DOptions,
+        schema.BuiltinOptions.DepthwiseConv2DOptions: schema.DepthwiseConv2DOptions,
+        schema.BuiltinOptions.Pool2DOptions: schema.Pool2DOptions,
+    }
+    options_class = kinds.get(op.BuiltinOptionsType())
+    table = op.BuiltinOptions()
+    if options_class is None or table is None:
+        return None
+    options = options_class()
+    options.Init(table.Bytes, table.Pos)
+    return _enum_names(schema.Padding).get(options.Padding())
 
 
 def _operator_codes(model, builtin_names: Dict[int, str]):

@@ -5,7 +5,9 @@
 binary activation sits at float-rounding distance from zero, where TF and
 TFLite may round to different signs; such inputs are counted as *sign ties*
 (found in Keras, see `_sign_ties`) and reported, not hidden. With `strict=True`
-it also applies the op rules of `rules.strict_violations`.
+it also applies the op rules of `rules.strict_violations`. When the outputs
+disagree, `localisation.first_disagreement` names the first layer where the
+disagreement appears.
 
 The LCE interpreter on x86 runs reference kernels: it proves correctness, it
 says nothing about speed on ARM (see docs/deploy.md).
@@ -17,7 +19,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
-from larq_tentacle.deploy import census, rules
+from larq_tentacle.deploy import census, localisation, rules
 from larq_tentacle.deploy.conversion import check_images, check_model, fixed_input_shape
 from larq_tentacle.deploy.options import DEFAULT_ATOL, DEFAULT_RANDOM_SAMPLES, TARGETS
 from larq_tentacle.deploy.tflite_file import TFLiteFileError, as_bytes, read_flatbuffer
@@ -57,6 +59,8 @@ class VerifyReport:
     tflite_bytes: int
     paper_size_kb: Optional[int]
     size_ratio: Optional[float]  # .tflite kB / paper kB
+    # when the outputs disagree: the first layer whose output does (localisation.Disagreement)
+    first_disagreement: Optional[dict] = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -75,6 +79,8 @@ class VerifyReport:
             f"(ratio {_fmt(self.size_ratio)})",
             "  " + census.census_markdown(self.census).replace("\n", "\n  "),
         ]
+        if self.first_disagreement:
+            lines.append("  where: " + _where(self.first_disagreement))
         for problem in self.violations:
             lines.append(f"  strict: {problem}")
         return "\n".join(lines)
@@ -89,6 +95,10 @@ class _Parity:
     agree: int = 0
     total: int = 0
     ties: int = 0
+
+
+def _where(disagreement: dict) -> str:
+    return localisation.Disagreement(**disagreement).describe()
 
 
 def _fmt(value) -> str:
@@ -136,6 +146,7 @@ def verify(
     target: str = "arm",
     check: bool = True,
     tie_eps: float = DEFAULT_TIE_EPS,
+    localise: bool = True,
 ) -> VerifyReport:
     """Compare a `.tflite` with its Keras model and census its ops.
 
@@ -163,6 +174,8 @@ def verify(
             sign() may flip there, and one flipped bit near the output moves the
             probabilities visibly. Sign ties are counted and left out of max |Δ|;
             more than a quarter of the inputs fails.
+        localise: when the outputs disagree, report the first layer whose output does
+            (`localisation.first_disagreement`; a few conversions of cut models).
 
     # Returns
         A `VerifyReport`.
@@ -187,9 +200,28 @@ def verify(
         random_samples=random_samples, atol=atol, strict=strict,
         kernel="indirect_bgemm" if use_indirect_bgemm else "default",
     )
+    if localise and report.max_abs_diff > atol:
+        report.first_disagreement = _first_disagreement(
+            model, batches, parity, atol=atol, use_indirect_bgemm=use_indirect_bgemm,
+            target=target,
+        )
     if check and not report.passed:
         raise VerificationError(_failure_message(model.name, report, tie_eps), report)
     return report
+
+
+def _first_disagreement(
+    model, batches: dict, parity: _Parity, *, atol: float, use_indirect_bgemm: bool, target: str
+) -> Optional[dict]:
+    """`localisation.first_disagreement` on a few inputs of the kind that disagreed most."""
+    worst = max(parity.diffs, key=parity.diffs.get)
+    found = localisation.first_disagreement(
+        model, batches[worst][:4], tolerance=atol, target=target,
+        interpreter_factory=lambda flatbuffer: lce_interpreter(
+            flatbuffer, use_indirect_bgemm=use_indirect_bgemm
+        ),
+    )
+    return None if found is None else dataclasses.asdict(found)
 
 
 def _input_batches(x_sample, shape: tuple, random_samples: int, seed: int) -> dict:
@@ -286,7 +318,12 @@ def _failure_message(model_name: str, report: VerifyReport, tie_eps: float) -> s
             f"{report.sign_ties} of {total} inputs differ only through binary activations within "
             f"{tie_eps:g} of zero: too many to call it float rounding. An untrained model does "
             "this (its BatchNorm still has the initial statistics, so binary dot products hit "
-            "exactly 0); train it first, or pass verify=False to export it unchecked."
+            "exactly 0). Fix: train it first."
+        )
+    if report.first_disagreement:
+        reasons.append(
+            _where(report.first_disagreement) + ". Fix: change that layer, or how it is fed, "
+            "into a form LCE converts exactly (lt.export writes no file that disagrees)."
         )
     reasons += report.violations
     return f"The .tflite of {model_name!r} failed verification:\n- " + "\n- ".join(reasons)

@@ -141,7 +141,6 @@ def test_bop_optimizer_exposes_adams_learning_rate_to_the_lr_schedule():
     assert float(optimizer.default.learning_rate.numpy()) == pytest.approx(0.005)
 
 
-@pytest.mark.slow
 def test_bop_flips_binary_kernels_moves_the_rest_and_resumes(tmp_path, digits_arrays):
     x, y, validation = digits_arrays
     config = _config(optimizer="bop", learning_rate=0.01)

@@ -79,3 +79,25 @@ def write_digits_folder(root, *, classes=(0, 1, 2), per_class=40, side=None):
                 picture = picture.resize((side, side), Image.NEAREST)
             picture.save(os.path.join(folder, f"{index:03d}.png"))
     return root
+
+
+def interrupting_dataset(x, y, *, batch_size: int, crash_after=None):
+    """Training batches of (x, y) from a generator that raises RuntimeError("interrupted")
+    once `crash_after` batches were read (counted over every epoch): a run dying mid-fit,
+    in-process, after its BackupAndRestore state of the completed epochs was written."""
+    import tensorflow as tf
+
+    count = [0]
+
+    def batches():
+        for start in range(0, len(x), batch_size):
+            count[0] += 1
+            if crash_after is not None and count[0] > crash_after:
+                raise RuntimeError("interrupted")
+            yield x[start : start + batch_size], y[start : start + batch_size]
+
+    signature = (
+        tf.TensorSpec((None, *x.shape[1:]), tf.float32),
+        tf.TensorSpec((None,), tf.as_dtype(y.dtype)),
+    )
+    return tf.data.Dataset.from_generator(batches, output_signature=signature)

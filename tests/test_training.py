@@ -44,7 +44,7 @@ def tiny(model="nin", **overrides):
         (dict(tentacles=0), "tentacles.*0"),
         (dict(precision="float", tentacles=3), "tentacles must be 1"),
         (dict(precision="half"), "precision.*'half'"),
-        (dict(optimizer="bop"), "optimizer.*'bop'"),
+        (dict(optimizer="rmsprop"), "optimizer.*'rmsprop'"),
         (dict(strategy="tpu"), "strategy.*'tpu'"),
         (dict(learning_rate=0.0), "learning_rate"),
         (dict(lr_factor=1.5), "lr_factor.*< 1"),

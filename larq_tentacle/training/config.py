@@ -41,10 +41,14 @@ class TrainConfig(Recipe):
         input_size: train at input_size x input_size instead of the model's input size.
         init_from: workdir of a trained float run; its best model becomes the TentacleNet's
             stem, head and (with init="copy") tentacles.
-        fp32_accuracy: test accuracy (0..1) of the FP32 baseline, for `delta_vs_fp32`.
+        teacher: workdir of a finished float run whose best model the binary model is
+            distilled from (`distill_alpha`, `distill_temperature`, `distill_tentacles`).
+        fp32_accuracy: test accuracy (0..1) of the FP32 baseline, for `delta_vs_fp32`
+            (default: the test accuracy of `init_from` or `teacher`).
         model_options: architecture options of the model (e.g. projection_shortcuts=2).
         epochs, batch_size, learning_rate, optimizer, lr_patience, lr_factor, augment, seed,
-            fused: the training recipe (keywords only), see `Recipe`.
+            fused, distill_*, stages, stage1_epochs: the training recipe (keywords only),
+            see `Recipe`.
     """
 
     model: str = dataclasses.field(metadata=dict(help="Registered model: fernet, nin, resnet9."))
@@ -73,6 +77,9 @@ class TrainConfig(Recipe):
     )
     init_from: Optional[str] = described(
         None, "Workdir of a trained --precision=float run to start from."
+    )
+    teacher: Optional[str] = described(
+        None, "Workdir of a finished --precision=float run to distil from (its best model)."
     )
     fp32_accuracy: Optional[float] = described(
         None, "Test accuracy (0..1) of the FP32 baseline, for the Δ column."
@@ -104,6 +111,7 @@ class TrainConfig(Recipe):
                 f"fused={recipe['fused']!r}. Fix: drop --fused or use --precision=binary."
             )
         init_from = self._checked_init_from(precision)
+        teacher = self._checked_teacher(precision, recipe)
         init = ("copy" if init_from else "hadamard") if self.init is None else self.init
         init = validation.choice("init", init, INITS)
         if init == "copy" and init_from is None and precision == "binary":
@@ -135,6 +143,7 @@ class TrainConfig(Recipe):
             tentacles=tentacles,
             init=init,
             init_from=init_from,
+            teacher=teacher,
             strategy=distributed.check_name(self.strategy),
             fp32_accuracy=self._checked_fp32_accuracy(),
             model_options=model_options,
@@ -157,6 +166,42 @@ class TrainConfig(Recipe):
                 "Fix: pass the workdir of a finished --precision=float run."
             )
         return init_from
+
+    def _checked_teacher(self, precision, recipe) -> Optional[str]:
+        """The teacher's workdir, checked; and the options that need a binary model or teacher."""
+        binary_only = (
+            (f"--teacher={self.teacher}", bool(self.teacher)),
+            ("--stages=2", recipe["stages"] == 2),
+            ("--optimizer=bop", recipe["optimizer"] == "bop"),
+        )
+        used = [flag for flag, is_set in binary_only if is_set]
+        if precision == "float" and used:
+            raise ValueError(
+                f"{used[0]} trains binary weights; precision='float' trains the FP32 baseline. "
+                f"Fix: drop {used[0].split('=')[0]} or use --precision=binary."
+            )
+        if not self.teacher:
+            if recipe["distill_tentacles"]:
+                raise ValueError(
+                    "--distill_tentacles distils a teacher into each tentacle; it needs "
+                    "--teacher=<float run workdir>. Fix: add --teacher or drop "
+                    "--distill_tentacles."
+                )
+            return None
+        teacher = os.path.expanduser(self.teacher)
+        run = RunFolder(teacher)
+        if not os.path.isfile(run.best_model):
+            raise FileNotFoundError(
+                f"--teacher={self.teacher!r} has no {RunFolder.BEST_MODEL} (looked at "
+                f"{run.best_model!r}). Fix: pass the workdir of a finished --precision=float run."
+            )
+        trained = (run.read_json(run.config) or {}).get("precision", "float")
+        if trained != "float":
+            raise ValueError(
+                f"--teacher={self.teacher!r} is a precision={trained!r} run; the teacher is the "
+                "FP32 model. Fix: pass the workdir of a --precision=float run."
+            )
+        return teacher
 
     def _checked_fp32_accuracy(self) -> Optional[float]:
         if self.fp32_accuracy is None:

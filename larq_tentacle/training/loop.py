@@ -10,12 +10,15 @@ model, trains it with `fit_model` and writes the run's workdir (file names: RunF
     history.csv         one row per epoch (loss, accuracy, val_*, lr, epoch_time_s)
     tensorboard/        TensorBoard logs
     backup/             Keras BackupAndRestore state while a run is unfinished
+    stage1/             stage 1 of a --stages=2 run (a run folder, see training/stages.py)
     report.json         test accuracy, Δ vs FP32, paper size, wall time, versions, ...
 
 `fit_model` is the reusable part (other code, e.g. BENN ensembles, trains its members the
 same way): Adam, `ReduceLROnPlateau(val_loss, lr_factor, lr_patience)`, atomic
-checkpoints and resume after a crash (see training/callbacks.py). The config is in
-training/config.py, the report in training/report.py.
+checkpoints and resume after a crash (see training/callbacks.py), distillation from a
+teacher (training/distillation.py). `fit_stages` adds two-stage training
+(training/stages.py). The config is in training/config.py, the report in
+training/report.py.
 """
 
 import os
@@ -27,24 +30,20 @@ from larq_tentacle.core.registry import build, get_spec
 from larq_tentacle.core.serialization import load_model
 from larq_tentacle.core.template import tentaclize
 from larq_tentacle.data import pipeline as data
-from larq_tentacle.training import callbacks, distributed
+from larq_tentacle.training import callbacks, distillation, distributed, stages
 from larq_tentacle.training.config import TrainConfig, check_workdir
+from larq_tentacle.training.optimizers import make_optimizer
 from larq_tentacle.training.report import (
     LOSS,
     data_summary,
     evaluate_run,
+    report_accuracy,
     run_report,
     summary_table,
 )
 from larq_tentacle.training.tracing import skip_autograph
 from larq_tentacle.utils.run_folder import RunFolder
 from larq_tentacle.utils.seeding import seed_everything
-
-
-def make_optimizer(config: TrainConfig) -> tf.keras.optimizers.Optimizer:
-    if config.optimizer == "sgd":
-        return tf.keras.optimizers.SGD(config.learning_rate, momentum=0.9)
-    return tf.keras.optimizers.Adam(config.learning_rate)
 
 
 def build_model(config: TrainConfig, *, input_shape, num_classes: int) -> tf.keras.Model:
@@ -81,10 +80,19 @@ def build_model(config: TrainConfig, *, input_shape, num_classes: int) -> tf.ker
     )
 
 
-def _compile(model, config):
+def _trainer(model, teacher, config: TrainConfig) -> tf.keras.Model:
+    """`model`, or with a teacher the DistillationModel training it; compiled."""
     with model.distribute_strategy.scope():
+        if teacher is not None:
+            model = distillation.DistillationModel(
+                model,
+                teacher,
+                alpha=config.distill_alpha,
+                temperature=config.distill_temperature,
+                tentacles=config.distill_tentacles,
+            )
         model.compile(optimizer=make_optimizer(config), loss=LOSS, metrics=["accuracy"])
-    skip_autograph(model)
+    return skip_autograph(model)
 
 
 def _pipelines(bundle_or_datasets, config: TrainConfig, sample_weight):
@@ -141,6 +149,7 @@ def fit_model(
     config: TrainConfig,
     workdir,
     sample_weight=None,
+    teacher=None,
     verbose=1,
 ) -> tf.keras.callbacks.History:
     """Compile `model` with the paper's recipe and train it, resumably, in `workdir`.
@@ -156,16 +165,16 @@ def fit_model(
         config: the TrainConfig (epochs, optimizer, LR schedule, seed).
         workdir: folder for history.csv, best_model.h5, last_model.h5, tensorboard/, backup/.
         sample_weight: per-example weights of the training set (needs a DatasetBundle).
+        teacher: a model to distil from (config's `distill_*`); checkpoints hold `model` alone.
 
     # Returns
         A `History` with every epoch of the run so far (including earlier attempts).
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}.")
-    strategy = model.distribute_strategy
-    run = RunFolder(distributed.worker_dir(workdir, strategy)).make()
+    run = RunFolder(distributed.worker_dir(workdir, model.distribute_strategy)).make()
     train_data, validation_data = _pipelines(bundle_or_datasets, config, sample_weight)
-    _compile(model, config)
+    trainer = _trainer(model, teacher, config)
 
     backup_dir, last_model = run.backup, run.last_model
     done = callbacks.read_history(run.history)
@@ -195,7 +204,7 @@ def fit_model(
         # Last, so that everything above is on disk before an epoch counts as done.
         tf.keras.callbacks.BackupAndRestore(backup_dir),
     ]
-    model.fit(
+    trainer.fit(
         train_data,
         validation_data=validation_data,
         epochs=config.epochs,
@@ -208,6 +217,64 @@ def fit_model(
         run_log.initial_epoch if run_log.initial_epoch is not None else initial_epoch
     )
     return history
+
+
+def fit_stages(
+    model: tf.keras.Model,
+    bundle_or_datasets,
+    *,
+    config: TrainConfig,
+    workdir,
+    sample_weight=None,
+    teacher=None,
+    verbose=1,
+) -> tf.keras.callbacks.History:
+    """`fit_model`, in the two stages of training/stages.py when `config.stages == 2`.
+
+    Stage 1 trains `stages.float_weight_model(model)` in `<workdir>/stage1/` (unless
+    stage 2 has begun: then it is done); `model` then starts from stage 1's best
+    weights and trains in `workdir` for the remaining epochs. Both stages resume.
+
+    # Returns
+        The `History` of the last stage.
+    """
+    fit = dict(sample_weight=sample_weight, teacher=teacher, verbose=verbose)
+    if config.stages == 1:
+        return fit_model(model, bundle_or_datasets, config=config, workdir=workdir, **fit)
+    strategy = model.distribute_strategy
+    stage1_dir = os.path.join(os.fspath(workdir), stages.STAGE1)
+    stage1 = RunFolder(distributed.worker_dir(stage1_dir, strategy))
+    stage2 = RunFolder(distributed.worker_dir(workdir, strategy))
+    first, second = stages.stage_configs(config, stage1=stage1, stage2=stage2)
+    if not stages.stage2_started(stage2):
+        with strategy.scope():
+            float_model = stages.float_weight_model(model)
+        fit_model(float_model, bundle_or_datasets, config=first, workdir=stage1_dir, **fit)
+        float_model.load_weights(stage1.best_model)
+        stages.copy_weights(float_model, model)
+    return fit_model(model, bundle_or_datasets, config=second, workdir=workdir, **fit)
+
+
+def _recipe_report(config: TrainConfig, stage1: RunFolder, report: dict) -> dict:
+    """The report's fields on the optimizer, distillation and stages of the run."""
+    distilled = None
+    if config.teacher:
+        distilled = dict(
+            teacher=config.teacher,
+            teacher_accuracy=report_accuracy(config.teacher),
+            alpha=config.distill_alpha,
+            temperature=config.distill_temperature,
+            tentacles=config.distill_tentacles,
+        )
+    fields = dict(optimizer=config.optimizer, distillation=distilled, stages=config.stages)
+    if config.stages == 2:
+        first = stages.stage1_report(stage1)
+        fields.update(
+            stage1=first,
+            epochs_completed=report["epochs_completed"] + first["epochs_completed"],
+            train_time_s=report["train_time_s"] + first["train_time_s"],
+        )
+    return fields
 
 
 def _load_data(config: TrainConfig, *, verbose: int):
@@ -258,6 +325,12 @@ def train(config: TrainConfig, workdir, *, verbose=1) -> dict:
     seed_everything(config.seed)
     # Bad data (a missing folder, a corrupt image) fails here, before the run folder exists.
     bundle, input_shape = _load_data(config, verbose=verbose)
+    teacher = None
+    if config.teacher:  # a teacher for other data fails here too
+        with strategy.scope():
+            teacher = distillation.load_teacher(
+                config.teacher, input_shape=input_shape, num_classes=bundle.num_classes
+            )
     run.make()
     run.remove_stale_temporaries()
     run.write_json(run.config, config.to_dict())
@@ -265,7 +338,9 @@ def train(config: TrainConfig, workdir, *, verbose=1) -> dict:
     with strategy.scope():
         model = build_model(config, input_shape=input_shape, num_classes=bundle.num_classes)
 
-    history = fit_model(model, bundle, config=config, workdir=workdir, verbose=verbose)
+    history = fit_stages(
+        model, bundle, config=config, workdir=workdir, teacher=teacher, verbose=verbose
+    )
     rows = callbacks.read_history(run.history)
     report = run_report(
         config,
@@ -277,6 +352,8 @@ def train(config: TrainConfig, workdir, *, verbose=1) -> dict:
         strategy=strategy,
         started=started,
     )
+    stage1 = RunFolder(distributed.worker_dir(os.path.join(workdir, stages.STAGE1), strategy))
+    report.update(_recipe_report(config, stage1, report))
     run.write_json(run.report, report)
     if verbose:
         print(summary_table([report]))

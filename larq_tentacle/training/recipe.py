@@ -11,11 +11,12 @@ required fields (e.g. `TrainConfig.model`) first.
 """
 
 import dataclasses
-from typing import Union
+from typing import Optional, Union
 
 from larq_tentacle.utils import validation
 
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "sgd", "bop")
+STAGES = (1, 2)
 AUGMENT_CHOICES = ("default", "none", "crop", "crop_flip")
 FUSED_FLAG_VALUES = {"auto": "auto", "true": True, "false": False}
 
@@ -47,13 +48,21 @@ class Recipe:
         epochs: total epochs (the paper: 300).
         batch_size: global batch size (split across replicas/workers).
         learning_rate: initial learning rate.
-        optimizer: "adam" (the paper's XNOR-Net recipe) or "sgd" (momentum 0.9).
+        optimizer: "adam" (the paper's XNOR-Net recipe), "sgd" (momentum 0.9) or "bop"
+            (Larq's Bop flips the binary kernels, Adam at `learning_rate` trains the rest).
         lr_patience, lr_factor: ReduceLROnPlateau on val_loss (the paper: 15, 0.1).
         augment: "default" (the dataset's usual augmentation), "none", "crop", "crop_flip".
         seed: seeds weights, shuffling, augmentation and the validation hold-out.
         fused: the TentacleNet's form while training: False (branched), True (one grouped
             binary conv per tentacle layer) or "auto" (the faster on this device), as
             `lt.build(..., fused=...)` takes it.
+        distill_alpha, distill_temperature, distill_tentacles: distillation from a teacher
+            (`TrainConfig.teacher`), see `training/distillation.py`: the loss is
+            (1 - alpha)·CE + alpha·T²·KL(teacher/T ‖ student/T); `distill_tentacles` adds
+            each tentacle's own logits to the KL term. Unused without a teacher.
+        stages, stage1_epochs: 2 trains first with binary activations and float weights for
+            `stage1_epochs` (default: half the epochs), then the binary model from those
+            weights for the rest (see `training/stages.py`).
     """
 
     epochs: int = described(300, "Epochs (the paper: 300).")
@@ -68,6 +77,23 @@ class Recipe:
         False,
         "TentacleNet form: false (branched), true (grouped convs) or auto (faster here).",
         from_flag=fused_from_flag,
+    )
+    # Hinton et al. (2015) found a "considerably lower weight" on the hard labels best, and
+    # T = 4 softens a confident teacher enough to show which wrong classes it finds close.
+    distill_alpha: float = described(
+        0.9, "Weight of the teacher's soft targets in the loss, in [0, 1] (needs --teacher)."
+    )
+    distill_temperature: float = described(
+        4.0, "Softmax temperature T of the distillation term, > 0 (needs --teacher)."
+    )
+    distill_tentacles: bool = described(
+        False, "Also distil into each tentacle's own logits (needs --teacher, n >= 2)."
+    )
+    stages: int = described(
+        1, "1, or 2: binary activations with float weights first, then binary weights."
+    )
+    stage1_epochs: Optional[int] = described(
+        None, "Epochs of stage 1 with --stages=2 (default: half of --epochs)."
     )
 
     def resolved_recipe(self) -> dict:
@@ -96,7 +122,60 @@ class Recipe:
             augment=validation.choice("augment", self.augment, AUGMENT_CHOICES),
             seed=validation.positive_int("seed", self.seed, minimum=0),
             fused=fused_from_flag(self.fused),
+            **self._resolved_distillation(),
+            **self._resolved_stages(),
         )
+
+    def _resolved_distillation(self) -> dict:
+        alpha = validation.positive_float(
+            "distill_alpha", self.distill_alpha, "e.g. --distill_alpha=0.9", zero=True
+        )
+        if alpha > 1:
+            raise ValueError(
+                f"Expected `distill_alpha` in [0, 1] (the soft targets' share of the loss), got "
+                f"{alpha!r}. Fix: e.g. --distill_alpha=0.9."
+            )
+        return dict(
+            distill_alpha=alpha,
+            distill_temperature=validation.positive_float(
+                "distill_temperature", self.distill_temperature, "e.g. --distill_temperature=4"
+            ),
+            distill_tentacles=validation.boolean("distill_tentacles", self.distill_tentacles),
+        )
+
+    def _resolved_stages(self) -> dict:
+        stages = self.stages
+        if stages not in STAGES or isinstance(stages, bool):
+            raise ValueError(f"Expected `stages` to be 1 or 2, got {stages!r}. Fix: --stages=2.")
+        if stages == 2 and self.epochs < 2:
+            raise ValueError(
+                f"--stages=2 splits the epochs between two stages, got epochs={self.epochs}. "
+                "Fix: pass --epochs=2 or more."
+            )
+        if self.stage1_epochs is None:
+            return dict(stages=stages, stage1_epochs=None)
+        if stages == 1:
+            raise ValueError(
+                f"stage1_epochs={self.stage1_epochs!r} is the length of stage 1 of two. "
+                "Fix: add --stages=2 or drop --stage1_epochs."
+            )
+        last = self.epochs - 1
+        stage1_epochs = validation.positive_int(
+            "stage1_epochs", self.stage1_epochs,
+            hint=f"pass 1..{last} (stage 2 needs at least one of the {self.epochs} epochs)",
+        )
+        if stage1_epochs > last:
+            raise ValueError(
+                f"stage1_epochs={stage1_epochs} leaves no epoch of --epochs={self.epochs} for "
+                f"stage 2. Fix: pass --stage1_epochs of at most {last} or raise --epochs."
+            )
+        return dict(stages=stages, stage1_epochs=stage1_epochs)
+
+    def stage1_length(self) -> int:
+        """Epochs of stage 1 (0 with one stage): `stage1_epochs`, or half of `epochs`."""
+        if self.stages == 1:
+            return 0
+        return self.stage1_epochs or max(1, self.epochs // 2)
 
     def recipe(self) -> "Recipe":
         """Only the recipe of this config (e.g. of a TrainConfig)."""

@@ -96,8 +96,9 @@ def run_report(
     """report.json of a run: what was trained, its scores, its history and where it ran."""
     best = min(rows, key=lambda row: row["val_loss"]) if rows else {}
     fp32_accuracy = config.fp32_accuracy
-    if fp32_accuracy is None and config.init_from:
-        fp32_accuracy = report_accuracy(config.init_from)
+    float_run = config.init_from or config.teacher
+    if fp32_accuracy is None and float_run:
+        fp32_accuracy = report_accuracy(float_run)
     return dict(
         model=config.model,
         dataset=config.dataset,

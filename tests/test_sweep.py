@@ -364,3 +364,11 @@ def test_sweep_on_a_folder_dataset_trains_benn_in_memory_and_names_the_budget(tm
                   cache_mb=0.001)
     with pytest.raises(ValueError, match=r"in memory .*--cache_mb=0.001.*Fix"):
         experiments.run_sweep(tight, tmp_path / "tight", progress=False)
+
+
+def test_fp32_point_of_a_bop_two_stage_sweep_trains_with_the_plain_recipe():
+    config = _tiny(optimizer="bop", stages=2, epochs=4, fp32_accuracy=None)
+    fp32 = config.train_config(precision="float", tentacles=1, seed=0).resolved()
+    assert (fp32.optimizer, fp32.stages, fp32.fused) == ("adam", 1, False)
+    binary = config.train_config(tentacles=3, seed=0).resolved()
+    assert (binary.optimizer, binary.stages) == ("bop", 2)

@@ -102,8 +102,11 @@ class SweepConfig(Recipe):
         )
         fields.update(overrides)
         if fields.get("precision") == "float":
-            # The FP32 baseline has no tentacles to initialise or fuse.
-            fields.update(init=None, fused=False)
+            # The FP32 baseline has no tentacles to initialise or fuse and no binary weights
+            # for Bop or a float-weight first stage: it trains with the plain recipe.
+            fields.update(init=None, fused=False, stages=1, stage1_epochs=None)
+            if fields.get("optimizer") == "bop":
+                fields.update(optimizer="adam")
         return TrainConfig(**fields)
 
     def to_dict(self) -> dict:

@@ -24,15 +24,13 @@ the same augmented batch as the student, every step (nothing cached). Saving the
 wrapper saves the student alone: a distilled run's best/last model is the plain model.
 """
 
-import os
 
 import numpy as np
 import tensorflow as tf
 
 from larq_tentacle.core.layout import layout
-from larq_tentacle.core.serialization import load_model
+from larq_tentacle.training.float_runs import load_float_model
 from larq_tentacle.utils import validation
-from larq_tentacle.utils.run_folder import RunFolder
 
 __all__ = [
     "DistillationModel",
@@ -64,22 +62,9 @@ def load_teacher(workdir, *, input_shape, num_classes: int) -> tf.keras.Model:
 
     Call it inside the strategy scope the student trains under.
     """
-    path = RunFolder(os.path.expanduser(os.fspath(workdir))).best_model
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"--teacher={os.fspath(workdir)!r} has no {RunFolder.BEST_MODEL} (looked at "
-            f"{path!r}). Fix: pass the workdir of a finished --precision=float run."
-        )
-    teacher = load_model(path, compile=False)
-    expected = (tuple(input_shape), int(num_classes))
-    found = (tuple(teacher.input_shape[1:]), int(teacher.output_shape[-1]))
-    if found != expected:
-        raise ValueError(
-            f"--teacher={os.fspath(workdir)!r} holds a model for input {found[0]} with "
-            f"{found[1]} classes, but this run needs input {expected[0]} with {expected[1]} "
-            "classes. Fix: train the teacher on the same dataset and --input_size."
-        )
-    return teacher
+    return load_float_model(
+        workdir, flag="--teacher", input_shape=input_shape, num_classes=num_classes
+    )
 
 
 class DistillationModel(tf.keras.Model):

@@ -27,11 +27,11 @@ import time
 import tensorflow as tf
 
 from larq_tentacle.core.registry import build, get_spec
-from larq_tentacle.core.serialization import load_model
 from larq_tentacle.core.template import tentaclize
 from larq_tentacle.data import pipeline as data
 from larq_tentacle.training import callbacks, distillation, distributed, stages
 from larq_tentacle.training.config import TrainConfig, check_workdir
+from larq_tentacle.training.float_runs import load_float_model
 from larq_tentacle.training.optimizers import make_optimizer
 from larq_tentacle.training.report import (
     LOSS,
@@ -60,16 +60,9 @@ def build_model(config: TrainConfig, *, input_shape, num_classes: int) -> tf.ker
             fused=config.fused,
             **config.model_options,
         )
-    float_model = load_model(RunFolder(config.init_from).best_model, compile=False)
-    expected = (tuple(input_shape), num_classes)
-    found = (tuple(float_model.input_shape[1:]), int(float_model.output_shape[-1]))
-    if found != expected:
-        raise ValueError(
-            f"--init_from={config.init_from!r} holds a model for input {found[0]} with {found[1]} "
-            f"classes, but this run needs input {expected[0]} with {expected[1]} classes. "
-            "Fix: train the float run "
-            "on the same dataset and --input_size."
-        )
+    float_model = load_float_model(
+        config.init_from, flag="--init_from", input_shape=input_shape, num_classes=num_classes
+    )
     return tentaclize(
         float_model,
         tentacles=config.tentacles,

@@ -44,7 +44,7 @@ class TrainConfig(Recipe):
         fp32_accuracy: test accuracy (0..1) of the FP32 baseline, for `delta_vs_fp32`.
         model_options: architecture options of the model (e.g. projection_shortcuts=2).
         epochs, batch_size, learning_rate, optimizer, lr_patience, lr_factor, augment, seed,
-            fused: the training recipe (keywords only), see `Recipe`.
+            fused, deterministic, lr_grid: the training recipe (keywords only), see `Recipe`.
     """
 
     model: str = dataclasses.field(metadata=dict(help="Registered model: fernet, nin, resnet9."))
@@ -102,6 +102,13 @@ class TrainConfig(Recipe):
             raise ValueError(
                 f"precision='float' trains the FP32 baseline, which has no tentacles to fuse, got "
                 f"fused={recipe['fused']!r}. Fix: drop --fused or use --precision=binary."
+            )
+        if recipe["lr_grid"] and (precision != "float" or self.strategy == "multi_worker"):
+            raise ValueError(
+                f"lr_grid={recipe['lr_grid']} chooses the FP32 baseline's learning rate in one "
+                f"process, but this run has precision={precision!r}, strategy="
+                f"{self.strategy!r}. Fix: drop --lr_grid, or use it with --precision=float "
+                "and --strategy=default or mirrored."
             )
         init_from = self._checked_init_from(precision)
         init = ("copy" if init_from else "hadamard") if self.init is None else self.init

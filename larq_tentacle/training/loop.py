@@ -10,14 +10,19 @@ model, trains it with `fit_model` and writes the run's workdir (file names: RunF
     history.csv         one row per epoch (loss, accuracy, val_*, lr, epoch_time_s)
     tensorboard/        TensorBoard logs
     backup/             Keras BackupAndRestore state while a run is unfinished
-    report.json         test accuracy, Δ vs FP32, paper size, wall time, versions, ...
+    test_predictions.csv  the best model's label and prediction per test image (in order)
+    report.json         test accuracy, Δ vs FP32, paper size, wall time, versions, CPU, ...
+    lr_grid/lr_<lr>/    with `lr_grid` (FP32 only): one run folder per candidate learning
+                        rate; the chosen one's models and history are copied up here
 
 `fit_model` is the reusable part (other code, e.g. BENN ensembles, trains its members the
 same way): Adam, `ReduceLROnPlateau(val_loss, lr_factor, lr_patience)`, atomic
-checkpoints and resume after a crash (see training/callbacks.py). The config is in
+checkpoints and resume after a crash (see training/callbacks.py), with TensorFlow's
+deterministic ops unless `deterministic=False`. The config is in
 training/config.py, the report in training/report.py.
 """
 
+import dataclasses
 import os
 import time
 
@@ -27,7 +32,7 @@ from larq_tentacle.core.registry import build, get_spec
 from larq_tentacle.core.serialization import load_model
 from larq_tentacle.core.template import tentaclize
 from larq_tentacle.data import pipeline as data
-from larq_tentacle.training import callbacks, distributed
+from larq_tentacle.training import callbacks, distributed, lr_search
 from larq_tentacle.training.config import TrainConfig, check_workdir
 from larq_tentacle.training.report import (
     LOSS,
@@ -38,7 +43,7 @@ from larq_tentacle.training.report import (
 )
 from larq_tentacle.training.tracing import skip_autograph
 from larq_tentacle.utils.run_folder import RunFolder
-from larq_tentacle.utils.seeding import seed_everything
+from larq_tentacle.utils.seeding import seed_everything, use_deterministic_ops
 
 
 def make_optimizer(config: TrainConfig) -> tf.keras.optimizers.Optimizer:
@@ -162,6 +167,7 @@ def fit_model(
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}.")
+    use_deterministic_ops(config.deterministic)
     strategy = model.distribute_strategy
     run = RunFolder(distributed.worker_dir(workdir, strategy)).make()
     train_data, validation_data = _pipelines(bundle_or_datasets, config, sample_weight)
@@ -255,6 +261,15 @@ def train(config: TrainConfig, workdir, *, verbose=1) -> dict:
     strategy = distributed.make_strategy(config.strategy)
     run = RunFolder(distributed.worker_dir(workdir, strategy))
     check_workdir(run, config)
+    search = None
+    if config.lr_grid:
+        # Each candidate is a full run of its own; the chosen one's files land in `run`,
+        # which then holds a finished run that `fit_model` below does not train again.
+        search = lr_search.search_learning_rate(config, run.path, train=train, verbose=verbose)
+    fit_config = config if search is None else dataclasses.replace(
+        config, learning_rate=search["learning_rate"], lr_grid=None
+    )
+    use_deterministic_ops(config.deterministic)
     seed_everything(config.seed)
     # Bad data (a missing folder, a corrupt image) fails here, before the run folder exists.
     bundle, input_shape = _load_data(config, verbose=verbose)
@@ -265,10 +280,10 @@ def train(config: TrainConfig, workdir, *, verbose=1) -> dict:
     with strategy.scope():
         model = build_model(config, input_shape=input_shape, num_classes=bundle.num_classes)
 
-    history = fit_model(model, bundle, config=config, workdir=workdir, verbose=verbose)
+    history = fit_model(model, bundle, config=fit_config, workdir=workdir, verbose=verbose)
     rows = callbacks.read_history(run.history)
     report = run_report(
-        config,
+        fit_config,
         bundle,
         rows,
         scores=evaluate_run(run.path, bundle, config),
@@ -277,6 +292,8 @@ def train(config: TrainConfig, workdir, *, verbose=1) -> dict:
         strategy=strategy,
         started=started,
     )
+    if search is not None:
+        report.update(lr_grid=config.lr_grid, lr_search=search)
     run.write_json(run.report, report)
     if verbose:
         print(summary_table([report]))

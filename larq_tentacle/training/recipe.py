@@ -11,13 +11,35 @@ required fields (e.g. `TrainConfig.model`) first.
 """
 
 import dataclasses
-from typing import Union
+from typing import Optional, Union
 
 from larq_tentacle.utils import validation
 
 OPTIMIZERS = ("adam", "sgd")
 AUGMENT_CHOICES = ("default", "none", "crop", "crop_flip")
 FUSED_FLAG_VALUES = {"auto": "auto", "true": True, "false": False}
+
+
+def lr_grid_from_flag(text) -> Optional[list]:
+    """`--lr_grid=1e-3,3e-3,1e-2` as a sorted list of distinct learning rates; "" -> None."""
+    if text is None:
+        return None
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    values = []
+    for part in parts:
+        if isinstance(part, str) and not part.strip():
+            continue
+        try:
+            value = float(part)
+        except (TypeError, ValueError):
+            value = None
+        if value is None or not value > 0 or value == float("inf"):
+            raise ValueError(
+                f"Expected `lr_grid` to be positive learning rates, got {text!r} ({part!r} is "
+                "not one). Fix: e.g. --lr_grid=1e-3,3e-3,1e-2."
+            )
+        values.append(value)
+    return sorted(set(values)) or None
 
 
 def described(default, help: str, **metadata):
@@ -54,6 +76,12 @@ class Recipe:
         fused: the TentacleNet's form while training: False (branched), True (one grouped
             binary conv per tentacle layer) or "auto" (the faster on this device), as
             `lt.build(..., fused=...)` takes it.
+        deterministic: TensorFlow's deterministic ops (`enable_op_determinism`): the same
+            seed on the same machine gives the same numbers. Once on, they stay on for the
+            process (TensorFlow has no public switch back).
+        lr_grid: learning rates to choose the FP32 baseline's from (precision="float" only):
+            each trains the full recipe, the best validation accuracy (ties: lower
+            validation loss) is kept; `learning_rate` is then not used.
     """
 
     epochs: int = described(300, "Epochs (the paper: 300).")
@@ -68,6 +96,17 @@ class Recipe:
         False,
         "TentacleNet form: false (branched), true (grouped convs) or auto (faster here).",
         from_flag=fused_from_flag,
+    )
+    deterministic: bool = described(
+        True,
+        "Deterministic TensorFlow ops: the same seed on the same machine gives the same "
+        "numbers (--nodeterministic: faster, not repeatable).",
+    )
+    lr_grid: Optional[list] = described(
+        None,
+        "FP32 only: learning rates to choose from on the validation split, e.g. "
+        "1e-3,3e-3,1e-2 (each trains the full recipe; the best val accuracy is kept).",
+        from_flag=lr_grid_from_flag,
     )
 
     def resolved_recipe(self) -> dict:
@@ -96,6 +135,8 @@ class Recipe:
             augment=validation.choice("augment", self.augment, AUGMENT_CHOICES),
             seed=validation.positive_int("seed", self.seed, minimum=0),
             fused=fused_from_flag(self.fused),
+            deterministic=validation.boolean("deterministic", self.deterministic),
+            lr_grid=lr_grid_from_flag(self.lr_grid),
         )
 
     def recipe(self) -> "Recipe":

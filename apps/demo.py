@@ -3,10 +3,12 @@
     python apps/demo.py --workdir=runs/demo
 
 1. prints the paper's model-size table (Table 1/2 sizes, ours vs the paper's);
-2. trains the FP32 baseline, its BNN and a TentacleNet on scikit-learn's handwritten
-   digits (real images that ship offline) with `larq_tentacle.training.train`;
-3. prints the comparison (test accuracy, Δ vs FP32, paper kB) and writes it to
-   `<workdir>/comparison.md` and `<workdir>/comparison.json`;
+2. trains the FP32 baseline (its learning rate chosen on the validation split from
+   `--lr_grid`), its BNN and a TentacleNet on scikit-learn's handwritten digits (real
+   images that ship offline) with `larq_tentacle.training.train`;
+3. prints the comparison (test accuracy with its 95% Wilson interval, Δ vs FP32, paper
+   kB) and McNemar's exact test of TentacleNet vs BNN on the same test images, and
+   writes it to `<workdir>/comparison.md` and `<workdir>/comparison.json`;
 4. exports the TentacleNet with LCE (verified against Keras, op census, sidecar).
 
 Each step is one function, so later steps (e.g. an LCE export) plug in after `compare`.
@@ -25,8 +27,9 @@ from absl import app, flags  # noqa: E402
 
 import larq_tentacle  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 from larq_tentacle import training  # noqa: E402
-from larq_tentacle.experiments import reporting  # noqa: E402
-from larq_tentacle.training.recipe import Recipe  # noqa: E402
+from larq_tentacle.experiments import confidence, reporting  # noqa: E402
+from larq_tentacle.training.recipe import Recipe, lr_grid_from_flag  # noqa: E402
+from larq_tentacle.training.report import read_test_predictions  # noqa: E402
 from larq_tentacle.utils import app_logging, atomic  # noqa: E402
 
 flags.DEFINE_string("workdir", "runs/demo", "Output folder; one sub-folder per trained model.")
@@ -43,7 +46,13 @@ flags.DEFINE_integer(
 flags.DEFINE_integer("tentacles", 5, "Tentacles of the TentacleNet (the paper: 3-5 reach FP32).")
 flags.DEFINE_integer("epochs", 20, "Epochs per model.")
 flags.DEFINE_integer("batch_size", 64, "Batch size.")
-flags.DEFINE_float("learning_rate", 1e-2, "Initial Adam learning rate.")
+flags.DEFINE_float("learning_rate", 1e-2, "Initial Adam learning rate of the binary models.")
+flags.DEFINE_string(
+    "lr_grid",
+    "1e-3,3e-3,1e-2",
+    "The FP32 baseline's learning rates to choose from on the validation split (each trains "
+    "the full recipe); '' trains it with --learning_rate.",
+)
 flags.DEFINE_integer(
     "lr_patience",
     3,
@@ -83,7 +92,9 @@ def configs() -> list:
         **dataclasses.asdict(recipe()),
     )
     return [
-        training.TrainConfig(precision="float", **common),
+        training.TrainConfig(
+            **dict(common, precision="float", lr_grid=lr_grid_from_flag(FLAGS.lr_grid))
+        ),
         training.TrainConfig(tentacles=1, **common),
         training.TrainConfig(tentacles=FLAGS.tentacles, **common),
     ]
@@ -108,14 +119,66 @@ def train_all(workdir, train_configs) -> list:
     return reports
 
 
+def significance(workdir, reports) -> dict:
+    """Per model: its test predictions' 95% Wilson interval; McNemar TentacleNet vs BNN.
+
+    From each run's test_predictions.csv (its best model on the test split, image by image).
+    """
+    correct = {}
+    for report in reports:
+        labels, predictions = read_test_predictions(os.path.join(workdir, report["variant"]))
+        correct[report["variant"]] = predictions == labels
+    intervals = {
+        variant: [100 * bound for bound in confidence.wilson_interval(int(hits.sum()), hits.size)]
+        for variant, hits in correct.items()
+    }
+    tentaclenet = reports[-1]["variant"]
+    mcnemar = None
+    if "bnn" in correct and tentaclenet != "bnn":
+        mcnemar = dict(confidence.mcnemar_exact(correct[tentaclenet], correct["bnn"]),
+                       first=tentaclenet, second="bnn")
+    return dict(intervals=intervals, mcnemar=mcnemar)
+
+
+def _mcnemar_line(mcnemar, labels) -> str:
+    if mcnemar is None:
+        return ""
+    first, second = labels[mcnemar["first"]], labels[mcnemar["second"]]
+    return (
+        f"McNemar's exact test, {first} vs {second} on the same {mcnemar['images']} test "
+        f"images: {mcnemar['first_only']} right only by {first}, {mcnemar['second_only']} "
+        f"only by {second}, two-sided p = {mcnemar['p_value']:.3g}"
+        f"{' (below 0.05)' if mcnemar['p_value'] < 0.05 else ' (not below 0.05)'}.\n"
+    )
+
+
+def _lr_line(reports) -> str:
+    search = reports[0].get("lr_search")
+    if not search:
+        return ""
+    candidates = ", ".join(
+        f"{c['learning_rate']:g} ({100 * c['val_accuracy']:.2f}%)" for c in search["candidates"]
+    )
+    return (
+        f"FP32 learning rate {search['learning_rate']:g}, chosen by validation accuracy "
+        f"from {candidates}; each candidate trained the full {reports[0]['epochs']} epochs.\n"
+    )
+
+
 def compare(workdir, reports, *, wall_time_s: float) -> str:
     """Step 3: the comparison table, printed and written as markdown and JSON."""
+    tests = significance(workdir, reports)
+    labels = {
+        r["variant"]: {"fp32": "FP32", "bnn": "BNN"}.get(
+            r["variant"], f"TentacleNet n={r['tentacles']}"
+        )
+        for r in reports
+    }
     rows = [
         dict(
-            variant={"fp32": "FP32", "bnn": "BNN"}.get(
-                r["variant"], f"TentacleNet n={r['tentacles']}"
-            ),
+            variant=labels[r["variant"]],
             accuracy=100 * r["test_accuracy"],
+            interval="{:.2f} – {:.2f}".format(*tests["intervals"][r["variant"]]),
             delta=100 * r["delta_vs_fp32"],
             paper_kb=r["paper_size_kb"],
             tentacles=" ".join(f"{100 * a:.1f}" for a in r.get("tentacle_accuracies") or []) or "-",
@@ -126,10 +189,11 @@ def compare(workdir, reports, *, wall_time_s: float) -> str:
     ]
     table = reporting.markdown_table(
         rows,
-        ["variant", "accuracy", "delta", "paper_kb", "tentacles", "epochs", "train_s"],
+        ["variant", "accuracy", "interval", "delta", "paper_kb", "tentacles", "epochs", "train_s"],
         [
             "model",
             "test accuracy %",
+            "95% interval % (Wilson)",
             "Δ vs FP32 (pp)",
             "paper kB",
             "each tentacle alone %",
@@ -145,12 +209,13 @@ def compare(workdir, reports, *, wall_time_s: float) -> str:
     )
     markdown = (
         f"## FP32 vs BNN vs TentacleNet: {title}\n\n{table}\n\n"
+        f"{_mcnemar_line(tests['mcnemar'], labels)}{_lr_line(reports)}"
         f"Total wall time: {wall_time_s:.0f} s\n"
     )
     atomic.write_text(os.path.join(workdir, "comparison.md"), markdown)
     atomic.write_json(
         os.path.join(workdir, "comparison.json"),
-        dict(rows=rows, wall_time_s=wall_time_s, reports=reports),
+        dict(rows=rows, mcnemar=tests["mcnemar"], wall_time_s=wall_time_s, reports=reports),
     )
     print(markdown, flush=True)
     return markdown

@@ -3,8 +3,9 @@ its tables and plots.
 
 The sweep in modules of one concept each: `sweep_config` (SweepConfig and the workdir's
 copy), `plan` (points, their ids and files, the jobs), `sweep` (run_sweep: training and
-resuming), `stats` (Δ, means and spreads), `tables` (Table 2 and table2.md), `plots`
-(the figures) and `results` (render: every output from the finished points).
+resuming), `stats` (Δ, means, spreads, intervals and paired differences over seeds),
+`confidence` (intervals and paired tests, no SciPy), `tables` (Table 2 and table2.md),
+`plots` (the figures) and `results` (render: every output from the finished points).
 
 May import every other room; nothing in the library imports it.
 """

@@ -3,10 +3,11 @@
 `render` writes into the workdir
 
     sweep.csv               one row per (method, n, seed)
-    summary.csv             mean / std / min / max over seeds per (method, n)
+    summary.csv             mean / std / 95% interval / min / max over seeds per (method, n)
     fig3_delta.png          Δ accuracy vs FP32 as a function of n (Fig. 3)
     accuracy_vs_kb.png      accuracy vs the paper's size for every method (Pareto view)
-    table2.md               Table 2: each method at break-even (or its best), kB, saving
+    table2.md               Table 2: each method at break-even (or its best), kB, saving;
+                            TentacleNet vs BENN at equal memory, paired by seed
 """
 
 import csv
@@ -53,7 +54,8 @@ def render(
     """Write sweep.csv, summary.csv, the two PNGs and table2.md from the finished points.
 
     # Returns
-        `paths` of the written files, the `table2` rows, the `summary` rows and the
+        `paths` of the written files, the `table2` rows, the `summary` rows, the
+        `paired` rows (TentacleNet vs BENN at equal memory, by seed) and the
         `fp32_reference` accuracy (0..1, or None).
     """
     workdir = os.fspath(workdir)
@@ -75,11 +77,13 @@ def render(
     title = f"{model} on {dataset}"
     plots.plot_delta(summary, paths["fig3_delta.png"], title=title)
     plots.plot_pareto(summary, paths["accuracy_vs_kb.png"], title=title, fp32=sized_fp32)
+    paired = stats.paired_at_equal_memory(rows)
     report = tables.report_markdown(
         summary, points, title=title, fp32_row=sized_fp32, config=config, command=command,
-        session_wall_time_s=session_wall_time_s,
+        session_wall_time_s=session_wall_time_s, paired=paired,
     )
     atomic.write_text(paths["table2.md"], report)
     return dict(
-        paths=paths, table2=tables.table2_rows(summary), summary=summary, fp32_reference=reference
+        paths=paths, table2=tables.table2_rows(summary), summary=summary, paired=paired,
+        fp32_reference=reference,
     )

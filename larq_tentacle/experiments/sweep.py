@@ -130,7 +130,10 @@ def _train_point(config: SweepConfig, workdir, job: dict, *, verbose: int) -> di
         epochs_completed=report["epochs_completed"],
         member_accuracies=report.get("tentacle_accuracies"),
         input_shape=report["input_shape"],
+        learning_rate=report.get("learning_rate"),
     )
+    if report.get("lr_search"):
+        record["lr_search"] = report["lr_search"]
     return record
 
 

@@ -14,7 +14,7 @@ from larq_tentacle.data.sources import check_name, short_name
 from larq_tentacle.experiments.ensembles import BAGGING_VOTES, SAMPLINGS
 from larq_tentacle.experiments.sweep_folder import SweepFolder
 from larq_tentacle.training.config import TrainConfig
-from larq_tentacle.training.recipe import Recipe
+from larq_tentacle.training.recipe import Recipe, lr_grid_from_flag
 from larq_tentacle.utils import validation
 
 # The fields a rerun in the same workdir may change: it then extends the sweep.
@@ -37,9 +37,11 @@ class SweepConfig(Recipe):
         vote: bagging's "average" (softmax) or "majority".
         fp32_accuracy: a known FP32 test accuracy (0..1); then no FP32 point is trained.
         epochs, batch_size, learning_rate, optimizer, lr_patience, lr_factor, augment,
-            fused: the training recipe (keywords only), see `Recipe`; `fused` is the form
-            the TentacleNet points train in (the FP32 point and BENN members have no
-            tentacles to fuse).
+            fused, deterministic, lr_grid: the training recipe (keywords only), see
+            `Recipe`; `fused` is the form the TentacleNet points train in (the FP32 point
+            and BENN members have no tentacles to fuse); `lr_grid` chooses the learning
+            rate of each seed's FP32 point on its validation split (every other point
+            trains with `learning_rate`).
     """
 
     model: str
@@ -69,6 +71,7 @@ class SweepConfig(Recipe):
             sampling=validation.choice("sampling", self.sampling, SAMPLINGS),
             vote=validation.choice("vote", self.vote, BAGGING_VOTES),
             model_options=dict(self.model_options or {}),
+            lr_grid=lr_grid_from_flag(self.lr_grid),
         )
         if not config.seeds:
             raise ValueError("`seeds` is empty. Fix: pass at least one seed, e.g. seeds=[0, 1, 2].")
@@ -107,6 +110,9 @@ class SweepConfig(Recipe):
             fields.update(init=None, fused=False, stages=1, stage1_epochs=None)
             if fields.get("optimizer") == "bop":
                 fields.update(optimizer="adam")
+        else:
+            # The grid chooses the FP32 reference's LR; the binary points keep the recipe's.
+            fields.update(lr_grid=None)
         return TrainConfig(**fields)
 
     def to_dict(self) -> dict:

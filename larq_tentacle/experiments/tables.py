@@ -2,6 +2,8 @@
 
 Table 2 of the paper puts each method at its break-even point with FP32 (the smallest
 n whose mean Δ ≥ 0), otherwise at its best mean accuracy, with its paper size.
+Accuracies are mean ± the half-width of the 95% Student-t interval over seeds; at equal
+memory, TentacleNet and BENN are also compared seed by seed (`paired_markdown`).
 """
 
 import json
@@ -70,13 +72,37 @@ def equal_memory_markdown(summary: List[dict]) -> str:
     return markdown_table(
         rows,
         ["n", "kb", "tn", "bagging", "boosting"],
-        ["tentacles", "paper kB", "TentacleNet accuracy % (mean ± std)",
+        ["tentacles", "paper kB", "TentacleNet accuracy % (mean ± 95% CI)",
          "BENN bagging, nearest size", "BENN boosting, nearest size"],
     )
 
 
 def _accuracy_cell(row) -> str:
-    return f"{row['accuracy_mean']:.2f} ± {row['accuracy_std']:.2f}"
+    """mean ± half-width of the 95% interval over seeds ("1 seed": no interval)."""
+    if row.get("accuracy_ci95_high") is None:
+        return f"{row['accuracy_mean']:.2f} (1 seed)"
+    return f"{row['accuracy_mean']:.2f} ± {row['accuracy_ci95_high'] - row['accuracy_mean']:.2f}"
+
+
+def paired_markdown(paired: List[dict]) -> str:
+    """TentacleNet n - BENN N at about equal paper kB, paired by seed (`stats.paired_...`)."""
+    if not paired:
+        return "No BENN point within 10% of a TentacleNet's paper size."
+    rows = [
+        dict(
+            n=p["n"], kb=p["paper_kb"], benn=f"{LABELS[p['method']]} N={p['benn_n']} "
+            f"({p['benn_paper_kb']} kB)", seeds=p["seeds"], diff=f"{p['diff_pp_mean']:+.2f}",
+            interval="n/a (1 seed)" if p["diff_pp_ci95_low"] is None
+            else f"[{p['diff_pp_ci95_low']:+.2f}, {p['diff_pp_ci95_high']:+.2f}]",
+            wins=f"{p['wins']} / {p['ties']} / {p['losses']}",
+        )
+        for p in paired
+    ]
+    return markdown_table(
+        rows, ["n", "kb", "benn", "seeds", "diff", "interval", "wins"],
+        ["tentacles", "paper kB", "vs (equal memory)", "paired seeds",
+         "TentacleNet − BENN (pp, mean)", "95% CI", "TentacleNet wins / ties / losses"],
+    )
 
 
 def _fmt(value, spec="+.2f"):
@@ -89,7 +115,7 @@ def table2_markdown(summary: List[dict], *, fp32_row: Optional[dict] = None) -> 
         dict(
             method=LABELS[row["method"]],
             n=row["n"],
-            delta=f"{_fmt(row['delta_pp_mean'])} ± {_fmt(row['delta_pp_std'], '.2f')}",
+            delta=f"{_fmt(row['delta_pp_mean'])} ± {_fmt(row.get('delta_pp_ci95'), '.2f')}",
             accuracy=f"{row['accuracy_mean']:.2f}",
             kb=row["paper_kb"],
             criterion=row["criterion"],
@@ -104,7 +130,7 @@ def table2_markdown(summary: List[dict], *, fp32_row: Optional[dict] = None) -> 
     return markdown_table(
         rows,
         ["method", "n", "delta", "accuracy", "kb", "criterion", "saving"],
-        ["method", "#ensemble / tentacles", "Δ vs FP32 (pp, mean ± std)", "accuracy %",
+        ["method", "#ensemble / tentacles", "Δ vs FP32 (pp, mean ± 95% CI)", "accuracy %",
          "paper kB", "chosen at", "TentacleNet saving vs smallest BENN"],
     )
 
@@ -118,6 +144,7 @@ def summary_markdown(summary: List[dict]) -> str:
             n=s["n"],
             seeds=s["seeds"],
             accuracy=_accuracy_cell(s),
+            std=f"{s['accuracy_std']:.2f}",
             range=f"{s['accuracy_min']:.2f} – {s['accuracy_max']:.2f}",
             delta=_fmt(s["delta_pp_mean"]),
             kb=s["paper_kb"],
@@ -127,9 +154,9 @@ def summary_markdown(summary: List[dict]) -> str:
     ]
     return markdown_table(
         rows,
-        ["method", "n", "seeds", "accuracy", "range", "delta", "kb", "time"],
-        ["method", "n", "seeds", "accuracy % (mean ± std)", "min – max", "Δ vs FP32 (pp)",
-         "paper kB", "wall s / point"],
+        ["method", "n", "seeds", "accuracy", "std", "range", "delta", "kb", "time"],
+        ["method", "n", "seeds", "accuracy % (mean ± 95% CI)", "std", "min – max",
+         "Δ vs FP32 (pp)", "paper kB", "wall s / point"],
     )
 
 
@@ -142,8 +169,9 @@ def report_markdown(
     config: dict,
     command: Optional[str] = None,
     session_wall_time_s: Optional[float] = None,
+    paired: Optional[List[dict]] = None,
 ) -> str:
-    """table2.md: Table 2, the equal-memory view, every point, the command and the config."""
+    """table2.md: Table 2, the equal-memory views, every point, the command and the config."""
     reference = "(given)." if config.get("fp32_accuracy") is not None else (
         "(mean FP32 test accuracy over the seeds).")
     compute = sum(p["wall_time_s"] for p in points)
@@ -160,6 +188,13 @@ def report_markdown(
         "",
         equal_memory_markdown(summary),
         "",
+        "## Paired by seed at equal memory",
+        "",
+        "TentacleNet n minus the BENN within 10% of its paper size, seed by seed (same "
+        "seed, same data split); the 95% interval is Student's t over the paired seeds.",
+        "",
+        paired_markdown(paired or []),
+        "",
         "## Every point (mean over seeds)",
         "",
         summary_markdown(summary),
@@ -167,6 +202,7 @@ def report_markdown(
         f"Points: {len(points)}; training compute (sum of per-point wall times): "
         f"{compute / 60:.1f} min.",
     ]
+    lines += _fp32_learning_rates(points)
     if session_wall_time_s is not None:
         lines.append(
             f"Wall time of the last `run_sweep` session: {session_wall_time_s / 60:.1f} min."
@@ -177,3 +213,23 @@ def report_markdown(
         lines += ["", "Sweep config:", "", "```json", json.dumps(config, indent=2, sort_keys=True),
                   "```"]
     return "\n".join(lines) + "\n"
+
+
+def _fp32_learning_rates(points: List[dict]) -> List[str]:
+    """A line per FP32 point whose learning rate was chosen on validation (`lr_grid`)."""
+    searched = sorted(
+        (p for p in points if p["method"] == "fp32" and p.get("lr_search")),
+        key=lambda p: p["seed"],
+    )
+    if not searched:
+        return []
+    lines = ["", "FP32 learning rate chosen per seed on the validation split (full budget "
+             "per candidate; val accuracy % of each):", ""]
+    for point in searched:
+        candidates = ", ".join(
+            f"{c['learning_rate']:g}: {100 * c['val_accuracy']:.2f}"
+            for c in point["lr_search"]["candidates"]
+        )
+        lines.append(f"- seed {point['seed']}: {point['lr_search']['learning_rate']:g} "
+                     f"(of {candidates})")
+    return lines

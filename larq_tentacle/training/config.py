@@ -47,8 +47,8 @@ class TrainConfig(Recipe):
             (default: the test accuracy of `init_from` or `teacher`).
         model_options: architecture options of the model (e.g. projection_shortcuts=2).
         epochs, batch_size, learning_rate, optimizer, lr_patience, lr_factor, augment, seed,
-            fused, distill_*, stages, stage1_epochs: the training recipe (keywords only),
-            see `Recipe`.
+            fused, distill_*, stages, stage1_epochs, deterministic, lr_grid: the training
+            recipe (keywords only), see `Recipe`.
     """
 
     model: str = dataclasses.field(metadata=dict(help="Registered model: fernet, nin, resnet9."))
@@ -109,6 +109,13 @@ class TrainConfig(Recipe):
             raise ValueError(
                 f"precision='float' trains the FP32 baseline, which has no tentacles to fuse, got "
                 f"fused={recipe['fused']!r}. Fix: drop --fused or use --precision=binary."
+            )
+        if recipe["lr_grid"] and (precision != "float" or self.strategy == "multi_worker"):
+            raise ValueError(
+                f"lr_grid={recipe['lr_grid']} chooses the FP32 baseline's learning rate in one "
+                f"process, but this run has precision={precision!r}, strategy="
+                f"{self.strategy!r}. Fix: drop --lr_grid, or use it with --precision=float "
+                "and --strategy=default or mirrored."
             )
         init_from = self._checked_init_from(precision)
         teacher = self._checked_teacher(precision, recipe)

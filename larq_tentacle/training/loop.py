@@ -11,16 +11,20 @@ model, trains it with `fit_model` and writes the run's workdir (file names: RunF
     tensorboard/        TensorBoard logs
     backup/             Keras BackupAndRestore state while a run is unfinished
     stage1/             stage 1 of a --stages=2 run (a run folder, see training/stages.py)
-    report.json         test accuracy, Δ vs FP32, paper size, wall time, versions, ...
+    test_predictions.csv  the best model's label and prediction per test image (in order)
+    report.json         test accuracy, Δ vs FP32, paper size, wall time, versions, CPU, ...
+    lr_grid/lr_<lr>/    with `lr_grid` (FP32 only): one run folder per candidate learning
+                        rate; the chosen one's models and history are copied up here
 
 `fit_model` is the reusable part (other code, e.g. BENN ensembles, trains its members the
 same way): Adam, `ReduceLROnPlateau(val_loss, lr_factor, lr_patience)`, atomic
 checkpoints and resume after a crash (see training/callbacks.py), distillation from a
-teacher (training/distillation.py). `fit_stages` adds two-stage training
-(training/stages.py). The config is in training/config.py, the report in
-training/report.py.
+teacher (training/distillation.py), with TensorFlow's deterministic ops unless
+`deterministic=False`. `fit_stages` adds two-stage training (training/stages.py). The
+config is in training/config.py, the report in training/report.py.
 """
 
+import dataclasses
 import os
 import time
 
@@ -29,7 +33,7 @@ import tensorflow as tf
 from larq_tentacle.core.registry import build, get_spec
 from larq_tentacle.core.template import tentaclize
 from larq_tentacle.data import pipeline as data
-from larq_tentacle.training import callbacks, distillation, distributed, stages
+from larq_tentacle.training import callbacks, distillation, distributed, lr_search, stages
 from larq_tentacle.training.config import TrainConfig, check_workdir
 from larq_tentacle.training.float_runs import load_float_model
 from larq_tentacle.training.optimizers import make_optimizer
@@ -43,7 +47,7 @@ from larq_tentacle.training.report import (
 )
 from larq_tentacle.training.tracing import skip_autograph
 from larq_tentacle.utils.run_folder import RunFolder
-from larq_tentacle.utils.seeding import seed_everything
+from larq_tentacle.utils.seeding import seed_everything, use_deterministic_ops
 
 
 def build_model(config: TrainConfig, *, input_shape, num_classes: int) -> tf.keras.Model:
@@ -135,6 +139,25 @@ def _history(rows, model) -> tf.keras.callbacks.History:
     return history
 
 
+def _fit_callbacks(run: RunFolder, run_log, config: TrainConfig, *, verbose) -> list:
+    """The callbacks of every fit: history, atomic checkpoints, the LR schedule, backup."""
+    return [
+        run_log,
+        callbacks.AtomicCheckpoint(run.path, run_log, monitor="val_loss"),
+        callbacks.ResumablePlateau(
+            run_log,
+            initial_lr=config.learning_rate,
+            monitor="val_loss",
+            factor=config.lr_factor,
+            patience=config.lr_patience,
+            verbose=1 if verbose else 0,
+        ),
+        tf.keras.callbacks.TensorBoard(run.tensorboard, write_graph=False, profile_batch=0),
+        # Last, so that everything above is on disk before an epoch counts as done.
+        tf.keras.callbacks.BackupAndRestore(run.backup),
+    ]
+
+
 def fit_model(
     model: tf.keras.Model,
     bundle_or_datasets,
@@ -165,6 +188,7 @@ def fit_model(
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}.")
+    use_deterministic_ops(config.deterministic)
     run = RunFolder(distributed.worker_dir(workdir, model.distribute_strategy)).make()
     train_data, validation_data = _pipelines(bundle_or_datasets, config, sample_weight)
     trainer = _trainer(model, teacher, config)
@@ -182,21 +206,7 @@ def fit_model(
             return _history([row for row in done if row["epoch"] <= config.epochs], model)
 
     run_log = callbacks.RunLog(run.path)
-    fit_callbacks = [
-        run_log,
-        callbacks.AtomicCheckpoint(run.path, run_log, monitor="val_loss"),
-        callbacks.ResumablePlateau(
-            run_log,
-            initial_lr=config.learning_rate,
-            monitor="val_loss",
-            factor=config.lr_factor,
-            patience=config.lr_patience,
-            verbose=1 if verbose else 0,
-        ),
-        tf.keras.callbacks.TensorBoard(run.tensorboard, write_graph=False, profile_batch=0),
-        # Last, so that everything above is on disk before an epoch counts as done.
-        tf.keras.callbacks.BackupAndRestore(backup_dir),
-    ]
+    fit_callbacks = _fit_callbacks(run, run_log, config, verbose=verbose)
     trainer.fit(
         train_data,
         validation_data=validation_data,
@@ -315,6 +325,15 @@ def train(config: TrainConfig, workdir, *, verbose=1) -> dict:
     strategy = distributed.make_strategy(config.strategy)
     run = RunFolder(distributed.worker_dir(workdir, strategy))
     check_workdir(run, config)
+    search = None
+    if config.lr_grid:
+        # Each candidate is a full run of its own; the chosen one's files land in `run`,
+        # which then holds a finished run that `fit_model` below does not train again.
+        search = lr_search.search_learning_rate(config, run.path, train=train, verbose=verbose)
+    fit_config = config if search is None else dataclasses.replace(
+        config, learning_rate=search["learning_rate"], lr_grid=None
+    )
+    use_deterministic_ops(config.deterministic)
     seed_everything(config.seed)
     # Bad data (a missing folder, a corrupt image) fails here, before the run folder exists.
     bundle, input_shape = _load_data(config, verbose=verbose)
@@ -332,11 +351,11 @@ def train(config: TrainConfig, workdir, *, verbose=1) -> dict:
         model = build_model(config, input_shape=input_shape, num_classes=bundle.num_classes)
 
     history = fit_stages(
-        model, bundle, config=config, workdir=workdir, teacher=teacher, verbose=verbose
+        model, bundle, config=fit_config, workdir=workdir, teacher=teacher, verbose=verbose
     )
     rows = callbacks.read_history(run.history)
     report = run_report(
-        config,
+        fit_config,
         bundle,
         rows,
         scores=evaluate_run(run.path, bundle, config),
@@ -347,6 +366,8 @@ def train(config: TrainConfig, workdir, *, verbose=1) -> dict:
     )
     stage1 = RunFolder(distributed.worker_dir(os.path.join(workdir, stages.STAGE1), strategy))
     report.update(_recipe_report(config, stage1, report))
+    if search is not None:
+        report.update(lr_grid=config.lr_grid, lr_search=search)
     run.write_json(run.report, report)
     if verbose:
         print(summary_table([report]))

@@ -21,6 +21,28 @@ AUGMENT_CHOICES = ("default", "none", "crop", "crop_flip")
 FUSED_FLAG_VALUES = {"auto": "auto", "true": True, "false": False}
 
 
+def lr_grid_from_flag(text) -> Optional[list]:
+    """`--lr_grid=1e-3,3e-3,1e-2` as a sorted list of distinct learning rates; "" -> None."""
+    if text is None:
+        return None
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    values = []
+    for part in parts:
+        if isinstance(part, str) and not part.strip():
+            continue
+        try:
+            value = float(part)
+        except (TypeError, ValueError):
+            value = None
+        if value is None or not value > 0 or value == float("inf"):
+            raise ValueError(
+                f"Expected `lr_grid` to be positive learning rates, got {text!r} ({part!r} is "
+                "not one). Fix: e.g. --lr_grid=1e-3,3e-3,1e-2."
+            )
+        values.append(value)
+    return sorted(set(values)) or None
+
+
 def described(default, help: str, **metadata):
     """A dataclass field with a default and its command-line help (and flag options)."""
     if isinstance(default, dict):
@@ -63,6 +85,12 @@ class Recipe:
         stages, stage1_epochs: 2 trains first with binary activations and float weights for
             `stage1_epochs` (default: half the epochs), then the binary model from those
             weights for the rest (see `training/stages.py`).
+        deterministic: TensorFlow's deterministic ops (`enable_op_determinism`): the same
+            seed on the same machine gives the same numbers. Once on, they stay on for the
+            process (TensorFlow has no public switch back).
+        lr_grid: learning rates to choose the FP32 baseline's from (precision="float" only):
+            each trains the full recipe, the best validation accuracy (ties: lower
+            validation loss) is kept; `learning_rate` is then not used.
     """
 
     epochs: int = described(300, "Epochs (the paper: 300).")
@@ -95,6 +123,17 @@ class Recipe:
     stage1_epochs: Optional[int] = described(
         None, "Epochs of stage 1 with --stages=2 (default: half of --epochs)."
     )
+    deterministic: bool = described(
+        True,
+        "Deterministic TensorFlow ops: the same seed on the same machine gives the same "
+        "numbers (--nodeterministic: faster, not repeatable).",
+    )
+    lr_grid: Optional[list] = described(
+        None,
+        "FP32 only: learning rates to choose from on the validation split, e.g. "
+        "1e-3,3e-3,1e-2 (each trains the full recipe; the best val accuracy is kept).",
+        from_flag=lr_grid_from_flag,
+    )
 
     def resolved_recipe(self) -> dict:
         """The recipe fields, checked; raises ValueError naming the bad field and the fix."""
@@ -124,6 +163,8 @@ class Recipe:
             fused=fused_from_flag(self.fused),
             **self._resolved_distillation(),
             **self._resolved_stages(),
+            deterministic=validation.boolean("deterministic", self.deterministic),
+            lr_grid=lr_grid_from_flag(self.lr_grid),
         )
 
     def _resolved_distillation(self) -> dict:

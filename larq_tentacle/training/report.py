@@ -1,9 +1,11 @@
 """What a finished run reports: test scores, each tentacle alone, and the summary table.
 
-`evaluate_run` scores a run folder's best model on the test split; `run_report` is the
+`evaluate_run` scores a run folder's best model on the test split (and writes its
+prediction per test image, for paired tests between models); `run_report` is the
 report.json `train` writes; `summary_table` prints reports as a markdown table.
 """
 
+import os
 import time
 from typing import Optional
 
@@ -17,7 +19,10 @@ from larq_tentacle.data import pipeline as data
 from larq_tentacle.training import distributed
 from larq_tentacle.training.config import TrainConfig
 from larq_tentacle.training.tracing import skip_autograph
+from larq_tentacle.utils import atomic
+from larq_tentacle.utils.machine import cpu_info
 from larq_tentacle.utils.run_folder import RunFolder
+from larq_tentacle.utils.seeding import deterministic_ops
 from larq_tentacle.utils.tables import markdown_table
 from larq_tentacle.utils.versions import versions
 
@@ -72,6 +77,7 @@ def evaluate_run(run_dir, bundle: data.DatasetBundle, config: TrainConfig) -> di
     model.compile(loss=LOSS, metrics=["accuracy"])
     skip_autograph(model)
     loss, accuracy = model.evaluate(bundle.test, verbose=0)
+    write_test_predictions(RunFolder(run_dir), *_predictions(model, bundle.test))
     try:
         head_variant = layout(model).head_variant
     except ValueError:  # the FP32 baseline has no stem/tentacles/head
@@ -88,6 +94,33 @@ def evaluate_run(run_dir, bundle: data.DatasetBundle, config: TrainConfig) -> di
     if per_tentacle is not None:
         result.update(tentacle_accuracies=per_tentacle, ensemble_accuracy=float(accuracy))
     return result
+
+
+def _predictions(model, dataset):
+    """(labels, predicted classes) of a batched (images, labels) dataset, in one pass."""
+    labels, predicted = [], []
+    for images, batch_labels in dataset:
+        predicted.append(np.argmax(model(images, training=False).numpy(), axis=-1))
+        labels.append(np.asarray(batch_labels).reshape(-1))
+    return np.concatenate(labels).astype(int), np.concatenate(predicted).astype(int)
+
+
+def write_test_predictions(run: RunFolder, labels, predictions) -> None:
+    """test_predictions.csv: `label,prediction` per test image, in the test split's order."""
+    lines = ["label,prediction"] + [f"{int(y)},{int(p)}" for y, p in zip(labels, predictions)]
+    atomic.write_text(run.test_predictions, "\n".join(lines) + "\n")
+
+
+def read_test_predictions(run_dir):
+    """(labels, predictions) as int arrays from a run folder's test_predictions.csv."""
+    path = RunFolder(run_dir).test_predictions
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"No per-image test predictions at {path!r}. Fix: run the same train command "
+            "again; a finished run is not retrained, only scored (which writes the file)."
+        )
+    table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=int, ndmin=2)
+    return table[:, 0], table[:, 1]
 
 
 def run_report(
@@ -128,7 +161,11 @@ def run_report(
         num_workers=distributed.num_workers(strategy),
         num_replicas=strategy.num_replicas_in_sync,
         seed=config.seed,
+        learning_rate=config.learning_rate,
+        deterministic=config.deterministic,
+        deterministic_ops=deterministic_ops(),
         versions=versions(),
+        cpu=cpu_info(),
     )
 
 

@@ -10,6 +10,7 @@ preprocessing, the experiments read its report and history. Every one of them as
     last_model.h5       weights after the last completed epoch
     history.csv         one row per epoch (loss, accuracy, val_*, lr, epoch_time_s)
     report.json         test accuracy, Δ vs FP32, paper size, wall time, versions, ...
+    test_predictions.csv  label and predicted class of every test image, in test order
     tensorboard/        TensorBoard logs
     backup/             Keras BackupAndRestore state while a run is unfinished
     workers/<task>/     the same files, written by a non-chief worker of a multi-worker run
@@ -84,6 +85,7 @@ class RunFolder(Folder):
     BACKUP = "backup"
     WORKERS = "workers"
     MEMBER_REPORT = "member.json"
+    TEST_PREDICTIONS = "test_predictions.csv"
     # The models a run folder may hold, the preferred first.
     MODELS = (BEST_MODEL, LAST_MODEL)
 
@@ -106,6 +108,10 @@ class RunFolder(Folder):
     @property
     def report(self) -> str:
         return self.file(self.REPORT)
+
+    @property
+    def test_predictions(self) -> str:
+        return self.file(self.TEST_PREDICTIONS)
 
     @property
     def tensorboard(self) -> str:

@@ -49,6 +49,8 @@ def make_optimizer(config: TrainConfig) -> tf.keras.optimizers.Optimizer:
 
 def build_model(config: TrainConfig, *, input_shape, num_classes: int) -> tf.keras.Model:
     """The FP32 / BNN / TentacleNet the config asks for (inside the caller's strategy scope)."""
+    # The block shapes binary activations; a sweep's FP32 baseline shares the recipe.
+    blocks = {} if config.precision == "float" else dict(block=config.block, rprelu=config.rprelu)
     if not config.init_from:
         return build(
             config.model,
@@ -59,6 +61,7 @@ def build_model(config: TrainConfig, *, input_shape, num_classes: int) -> tf.ker
             init=config.init,
             seed=config.seed,
             fused=config.fused,
+            **blocks,
             **config.model_options,
         )
     float_model = load_model(RunFolder(config.init_from).best_model, compile=False)
@@ -78,6 +81,7 @@ def build_model(config: TrainConfig, *, input_shape, num_classes: int) -> tf.ker
         seed=config.seed,
         name=f"{config.model}_tentacles{config.tentacles}",
         fused=config.fused,
+        **blocks,
     )
 
 

@@ -13,6 +13,7 @@ required fields (e.g. `TrainConfig.model`) first.
 import dataclasses
 from typing import Union
 
+from larq_tentacle.core.blocks import BLOCKS, check_block
 from larq_tentacle.utils import validation
 
 OPTIMIZERS = ("adam", "sgd")
@@ -54,6 +55,10 @@ class Recipe:
         fused: the TentacleNet's form while training: False (branched), True (one grouped
             binary conv per tentacle layer) or "auto" (the faster on this device), as
             `lt.build(..., fused=...)` takes it.
+        block: the tentacles' block, "xnor" (the paper's) or "react" (a learnable shift in
+            front of every binary activation), as `lt.build(..., block=...)`. Binary
+            models only: the FP32 baseline of a sweep trains without it.
+        rprelu: with block "react", ReActNet's RPReLU in the tentacles.
     """
 
     epochs: int = described(300, "Epochs (the paper: 300).")
@@ -69,6 +74,10 @@ class Recipe:
         "TentacleNet form: false (branched), true (grouped convs) or auto (faster here).",
         from_flag=fused_from_flag,
     )
+    block: str = described(
+        "xnor", f"Tentacle block: {' or '.join(BLOCKS)} (learnable shifts before the signs)."
+    )
+    rprelu: bool = described(False, "With --block=react: RPReLU (shift, PReLU, shift) too.")
 
     def resolved_recipe(self) -> dict:
         """The recipe fields, checked; raises ValueError naming the bad field and the fix."""
@@ -78,6 +87,7 @@ class Recipe:
                 f"Expected `lr_factor` to be < 1 (it multiplies the LR), got {lr_factor!r}. "
                 "Fix: e.g. --lr_factor=0.1."
             )
+        block, rprelu = check_block(self.block, self.rprelu)
         return dict(
             epochs=validation.positive_int(
                 "epochs", self.epochs, hint="pass e.g. --epochs=300 (the paper's)"
@@ -96,6 +106,8 @@ class Recipe:
             augment=validation.choice("augment", self.augment, AUGMENT_CHOICES),
             seed=validation.positive_int("seed", self.seed, minimum=0),
             fused=fused_from_flag(self.fused),
+            block=block,
+            rprelu=rprelu,
         )
 
     def recipe(self) -> "Recipe":

@@ -12,6 +12,7 @@ from typing import Dict, Tuple
 import tensorflow as tf
 
 from larq_tentacle.core import binarization
+from larq_tentacle.core.blocks import block_of
 
 _TENTACLE_NAME = re.compile(r"^t(\d+)_(.+)$")
 
@@ -23,6 +24,8 @@ class TentacleLayout:
     stem: Tuple[tf.keras.layers.Layer, ...]
     tentacle_layers: Dict[int, Tuple[tf.keras.layers.Layer, ...]]
     head: Tuple[tf.keras.layers.Layer, ...]
+    block: str = "xnor"  # "react": learnable shifts in front of the binary activations
+    rprelu: bool = False  # block "react" with RPReLU in the tentacles
 
     def block_names(self) -> Tuple[str, ...]:
         """The float model's names of the layers in one tentacle (e.g. 'conv2')."""
@@ -53,12 +56,15 @@ def layout(model: tf.keras.Model) -> TentacleLayout:
         )
     head_convs = [layer for layer in head if isinstance(layer, tf.keras.layers.Conv2D)]
     head_variant = "a" if head_convs else "b"
+    block, rprelu = block_of(model.layers)
     return TentacleLayout(
         tentacles=len(tentacles),
         head_variant=head_variant,
         stem=tuple(stem),
         tentacle_layers={i: tuple(layers) for i, layers in sorted(tentacles.items())},
         head=tuple(head),
+        block=block,
+        rprelu=rprelu,
     )
 
 

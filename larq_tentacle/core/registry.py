@@ -6,6 +6,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 import tensorflow as tf
 
+from larq_tentacle.core.blocks import check_block
 from larq_tentacle.core.template import INITS, tentaclize
 from larq_tentacle.utils import validation
 
@@ -63,6 +64,8 @@ def build(
     init: str = "hadamard",
     seed: int = 0,
     fused=False,
+    block: str = "xnor",
+    rprelu: bool = False,
     **model_options,
 ) -> tf.keras.Model:
     """Build a registered model: the FP32 baseline, its BNN, or a TentacleNet.
@@ -84,6 +87,9 @@ def build(
         seed: base seed for the tentacles' initializers.
         fused: False (branched), True (one grouped binary conv per tentacle layer)
             or "auto", see `tentaclize` and `larq_tentacle.core.fusion`.
+        block: "xnor" (the paper's block) or "react" (a learnable shift in front of
+            every binary activation), see `tentaclize`. Must be "xnor" for precision="float".
+        rprelu: with block="react", ReActNet's RPReLU in the tentacles, see `tentaclize`.
         **model_options: architecture options of the model (e.g. ResNet9's
             `projection_shortcuts`); options given as None keep their defaults, so
             command-line flags left unset do not override them.
@@ -95,8 +101,9 @@ def build(
     tentacles = validation.positive_int(
         "tentacles", tentacles, hint="pass the number of tentacles, e.g. tentacles=3"
     )
+    block, rprelu = check_block(block, rprelu)
     if precision == "float":
-        _refuse_tentacle_options_for_float(tentacles, init, fused)
+        _refuse_tentacle_options_for_float(tentacles, init, fused, block)
     validation.choice("init", init, INITS)
     num_classes = spec.num_classes if num_classes is None else num_classes
     num_classes = validation.positive_int(
@@ -118,10 +125,12 @@ def build(
         seed=seed,
         name=f"{name}_tentacles{tentacles}",
         fused=fused,
+        block=block,
+        rprelu=rprelu,
     )
 
 
-def _refuse_tentacle_options_for_float(tentacles: int, init: str, fused):
+def _refuse_tentacle_options_for_float(tentacles: int, init: str, fused, block: str):
     """The FP32 baseline is one float model: no tentacles to replicate or fuse."""
     if tentacles != 1:
         raise ValueError(
@@ -133,4 +142,9 @@ def _refuse_tentacle_options_for_float(tentacles: int, init: str, fused):
         raise ValueError(
             f"precision='float' builds the FP32 baseline, which has no tentacles to fuse, got "
             f"fused={fused!r}. Fix: drop `fused` or use precision='binary'."
+        )
+    if block != "xnor":
+        raise ValueError(
+            f"precision='float' builds the FP32 baseline, which has no binary activations to "
+            f"shift, got block={block!r}. Fix: drop `block`/`rprelu` or use precision='binary'."
         )

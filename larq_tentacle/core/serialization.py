@@ -9,6 +9,7 @@ from larq_tentacle.core import (
     ensemble_vote,  # noqa: F401  (registers larq_tentacle>EnsembleVote)
     fused_layers,  # noqa: F401  (registers the fused-form layers)
     initializers,  # noqa: F401  (registers larq_tentacle>PseudoHadamard)
+    react_layers,  # noqa: F401  (registers larq_tentacle>LearnableShift, >RPReLU)
 )
 
 

@@ -2,9 +2,12 @@
 
 Only conv/dense kernels and biases count: 32 bits each in float layers, 1 bit in
 binarized layers (the bias included). BatchNorm, α and thresholds are not
-counted. kB means KiB and the paper displays the ceiling. Larq's own
-`lq.models.summary` counts differently (BatchNorm, 32-bit biases), so both are
-reported side by side.
+counted. The parameters of block="react" (`LearnableShift`, `RPReLU`: 1 or 3 floats
+per channel) are counted at 32 bits each, although LCE folds a shift that follows
+a BatchNorm into the binary conv's threshold (0 bytes in the file): the paper has
+no rule for them, and an upper bound keeps comparisons at equal memory fair. kB
+means KiB and the paper displays the ceiling. Larq's own `lq.models.summary`
+counts differently (BatchNorm, 32-bit biases), so both are reported side by side.
 """
 
 import math
@@ -13,11 +16,15 @@ import larq as lq
 import tensorflow as tf
 
 from larq_tentacle.core import binarization
+from larq_tentacle.core.react_layers import REACT_LAYERS
 
 
 def paper_size_bits(model: tf.keras.Model) -> int:
     bits = 0
     for layer in _unique_layers(model):
+        if isinstance(layer, REACT_LAYERS):
+            bits += 32 * sum(int(w.shape.num_elements()) for w in layer.weights)
+            continue
         if not binarization.is_weight_layer(layer):
             continue
         per_parameter = 1 if binarization.is_binary_layer(layer) else 32

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from larq_tentacle.core import binarization, fusion
+from larq_tentacle.core.blocks import ShiftPlan, check_block, plan_shifts
 from larq_tentacle.core.graph import LayerGraph, call_layer, clone_layer
 from larq_tentacle.core.initializers import PseudoHadamard, TentacleAverage, derive_seed
 from larq_tentacle.utils.validation import choice, positive_int
@@ -69,6 +70,7 @@ class _Split:
     shared_head: List[str]  # 2a: head_trunk .. global pooling, applied per tentacle
     post: List[str]  # layers after the classifier (e.g. the softmax)
     drop_activation: set  # layers that would spoil a sign(): non-negative activations, Dropout
+    shifts: ShiftPlan  # block="react": the learnable shifts in front of the binary activations
 
 
 def _is_plain_conv(layer) -> bool:
@@ -99,7 +101,7 @@ def _chain_after(graph: LayerGraph, start: str) -> List[str]:
     return chain
 
 
-def split_model(model: tf.keras.Model) -> _Split:
+def split_model(model: tf.keras.Model, *, block: str = "xnor", rprelu: bool = False) -> _Split:
     """Assign every layer of a float functional CNN to the stem, the tentacle or the head."""
     graph = LayerGraph(model, where="tentaclize")
     weight_layers = _weight_layers_of_float_cnn(graph)
@@ -109,7 +111,10 @@ def split_model(model: tf.keras.Model) -> _Split:
     head = set(shared_head) | set(post) | {head_trunk}
     tentacle = _tentacle(graph, stem, head, head_trunk)
     drop_activation = _sign_spoilers(graph, stem, tentacle)
-    return _Split(graph, stem, tentacle, head_trunk, variant, shared_head, post, drop_activation)
+    shifts = plan_shifts(graph, tentacle, drop_activation, block=block, rprelu=rprelu)
+    return _Split(
+        graph, stem, tentacle, head_trunk, variant, shared_head, post, drop_activation, shifts
+    )
 
 
 def _weight_layers_of_float_cnn(graph: LayerGraph) -> List[str]:
@@ -244,6 +249,8 @@ def tentaclize(
     seed: int = 0,
     name: Optional[str] = None,
     fused=False,
+    block: str = "xnor",
+    rprelu: bool = False,
 ) -> tf.keras.Model:
     """Turn a float functional CNN into a TentacleNet with `tentacles` binary tentacles.
 
@@ -267,6 +274,11 @@ def tentaclize(
             weights as the branched model) or "auto" (the form that trains
             faster on this device without XLA, docs/performance.md: branched on
             CPU, fused on a GPU; with jit_compile=True pass False).
+        block: "xnor" (the paper's XNOR-Net block) or "react" (a learnable per-channel
+            shift, ReActNet's RSign, in front of every binary activation; see
+            `larq_tentacle.core.blocks` for where the shifts go and what they cost).
+        rprelu: with block="react", make each tentacle shift ReActNet's RPReLU
+            (shift, PReLU, shift); rprelu=True with block="xnor" is a ValueError.
 
     # Returns
         A functional `tf.keras.Model`. The stem and the shared head copy the float
@@ -277,7 +289,8 @@ def tentaclize(
     init = choice("init", init, INITS)
     seed = positive_int("seed", seed, minimum=0)
     fused_form, implementation = fusion.resolve_fused(fused)
-    split = split_model(float_model)
+    block, rprelu = check_block(block, rprelu)
+    split = split_model(float_model, block=block, rprelu=rprelu)
     copies = []  # (new layer, float layer) pairs whose weights are copied after building
 
     inputs = tf.keras.Input(shape=float_model.input_shape[1:], name=split.graph.input_name)
@@ -301,15 +314,16 @@ def _build_stem(split: _Split, inputs: tf.Tensor, copies) -> Dict[str, tf.Tensor
     graph = split.graph
     tensors: Dict[str, tf.Tensor] = {graph.input_name: inputs}
     for layer_name in split.stem:
-        sources = [tensors[p] for p in graph.inputs_of[layer_name]]
+        sources = split.shifts.inputs(layer_name, graph, tensors)
         layer = graph.layer(layer_name)
         if layer_name in split.drop_activation and not binarization.is_weight_layer(layer):
             tensors[layer_name] = sources[0]
-            continue
-        overrides = {"activation": "linear"} if layer_name in split.drop_activation else {}
-        new = clone_layer(layer, f"stem_{layer_name}", **overrides)
-        tensors[layer_name] = call_layer(new, sources)
-        copies.append((new, layer))
+        else:
+            overrides = {"activation": "linear"} if layer_name in split.drop_activation else {}
+            new = clone_layer(layer, f"stem_{layer_name}", **overrides)
+            tensors[layer_name] = call_layer(new, sources)
+            copies.append((new, layer))
+        split.shifts.add_shift(layer_name, tensors, "stem_")
     return tensors
 
 
@@ -319,7 +333,7 @@ def _build_tentacle(split: _Split, stem_tensors, index: int, init: str, seed: in
     tensors = dict(stem_tensors)
     for position, layer_name in enumerate(split.tentacle):
         layer = graph.layer(layer_name)
-        sources = [tensors[p] for p in graph.inputs_of[layer_name]]
+        sources = split.shifts.inputs(layer_name, graph, tensors)
         new_name = f"t{index}_{layer_name}"
         if binarization.is_weight_layer(layer):
             layer_seed = derive_seed(seed, index, position)
@@ -333,6 +347,7 @@ def _build_tentacle(split: _Split, stem_tensors, index: int, init: str, seed: in
             tensors[layer_name] = call_layer(new, sources)
             if init == "copy":
                 copies.append((new, layer))
+        split.shifts.add_shift(layer_name, tensors, f"t{index}_")
     return tensors[graph.inputs_of[split.head_trunk][0]]
 
 

@@ -17,7 +17,11 @@ shared/reference/lce-notes.md §3):
 * at most one LceQuantize per distinct float tensor that feeds binary convs
   (tentacles reading the same stem output share one, AvgPool and Add outputs
   need one); binary conv -> BN/MaxPool -> binary conv needs none, since with
-  pad_values=1 and that order LCE keeps the activations bitpacked.
+  pad_values=1 and that order LCE keeps the activations bitpacked;
+* block="react" (lce-notes §4): a `LearnableShift` after a folded BatchNorm must fold
+  too (no op of its own; it counts as bitpack-neutral above); each `RPReLU` is one
+  PRELU and one SUB (two when its input shift cannot fold, after a residual Add), and
+  its float output is one more LceQuantize source; no other PRELU in a tentacle.
 """
 
 import dataclasses
@@ -29,12 +33,14 @@ import tensorflow as tf
 from larq_tentacle.core import binarization
 from larq_tentacle.core.graph import LayerGraph
 from larq_tentacle.core.layout import tentacle_index
+from larq_tentacle.core.react_layers import LearnableShift, RPReLU
 from larq_tentacle.deploy.tflite_file import LCE_OPS, FlatbufferGraph, layer_of, read_flatbuffer
 
 FLOAT_COMPUTE_OPS = (
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV"
 )
 FLOAT_ARITHMETIC_OPS = ("MUL", "ADD", "SUB", "DIV")
+PRELU_OP = "PRELU"
 _MERGE_LAYERS = (
     tf.keras.layers.Add, tf.keras.layers.Concatenate, tf.keras.layers.Multiply,
     tf.keras.layers.Subtract,
@@ -60,6 +66,10 @@ class TopologyNeeds:
     # binary kernels LCE keeps in float (QuantDense, float input)
     float_binary_weight_layers: List[str]
     chain_tentacles: List[int]  # tentacles without Add/Concatenate inside
+    # block="react": shifts and RPReLUs, with the float ops each may convert to
+    shift_layers: List[str] = dataclasses.field(default_factory=list)
+    rprelu_layers: List[str] = dataclasses.field(default_factory=list)
+    allowed_react_ops: Dict[str, Dict[str, int]] = dataclasses.field(default_factory=dict)
 
 
 class _Topology:
@@ -91,7 +101,9 @@ class _Topology:
         # Ideal topology: binary conv -> BN / MaxPool (any order) -> binary conv needs no
         # quantize, because conv -> BN -> MaxPool with pad_values=1 keeps it bitpacked.
         name = source
-        pass_through = (tf.keras.layers.MaxPooling2D, tf.keras.layers.BatchNormalization)
+        pass_through = (
+            tf.keras.layers.MaxPooling2D, tf.keras.layers.BatchNormalization, LearnableShift
+        )
         while isinstance(self.layer(name), pass_through):
             if not self.single_use(name):
                 return False
@@ -103,7 +115,7 @@ class _Topology:
             name = self.consumers_of[name][0]
             if is_binary_conv(self.layer(name)):
                 return True
-            pass_through = (tf.keras.layers.Dropout, tf.keras.layers.MaxPooling2D)
+            pass_through = (tf.keras.layers.Dropout, tf.keras.layers.MaxPooling2D, LearnableShift)
             if not isinstance(self.layer(name), pass_through):
                 return False
         return False
@@ -155,6 +167,7 @@ def topology_needs(model) -> TopologyNeeds:
     topology = _Topology(model)
     binary_convs, sources, float_binary = _binary_layers(topology)
     folded, float_bn = _batchnorm_placement(topology)
+    shifts, rprelus, allowed = _react_layers(topology, folded)
     return TopologyNeeds(
         binary_convs=binary_convs,
         quantize_sources=sources,
@@ -162,7 +175,31 @@ def topology_needs(model) -> TopologyNeeds:
         folded_bn=folded,
         float_binary_weight_layers=float_binary,
         chain_tentacles=_chain_tentacles(topology),
+        shift_layers=shifts,
+        rprelu_layers=rprelus,
+        allowed_react_ops=allowed,
     )
+
+
+def _react_layers(topology: _Topology, folded_bn: List[str]):
+    """(shift layers, RPReLU layers, the float ops each may own) of a block="react" model.
+
+    A shift or RPReLU input shift right after a folded BatchNorm folds into the binary
+    conv before it; elsewhere (after a residual Add, on the stem) it stays a SUB.
+    """
+    shifts, rprelus, allowed = [], [], {}
+    for name in topology.order:
+        layer = topology.layer(name)
+        if not isinstance(layer, (LearnableShift, RPReLU)):
+            continue
+        folds = topology.inputs_of[name][0] in folded_bn
+        if isinstance(layer, RPReLU):
+            rprelus.append(name)
+            allowed[name] = {PRELU_OP: 1, "SUB": 1 if folds else 2}
+        else:
+            shifts.append(name)
+            allowed[name] = {} if folds else {"SUB": 1}
+    return shifts, rprelus, allowed
 
 
 # ---------------------------------------------------------------------------
@@ -196,6 +233,7 @@ def strict_violations(model, flatbuffer, *, target: str = "arm") -> List[str]:
     counts = graph.op_counts()
     problems = _binary_layer_problems(model, needs, counts)
     problems += _tentacle_op_problems(graph, needs, {layer.name for layer in model.layers})
+    problems += _react_op_problems(graph, needs, {layer.name for layer in model.layers})
     if target == "arm":
         problems += _quantize_problems(needs, counts)
     return problems
@@ -242,7 +280,7 @@ def _tentacle_op_problems(graph: FlatbufferGraph, needs: TopologyNeeds, layer_na
                 f"float {op.op} (op {op.index}, from layer {owner!r}) inside tentacle {index}: "
                 "tentacle convs must be LceBconv2d."
             )
-        elif op.op in FLOAT_ARITHMETIC_OPS:
+        elif op.op in FLOAT_ARITHMETIC_OPS and owner not in needs.allowed_react_ops:
             if owner in needs.folded_bn:
                 problems.append(
                     f"float {op.op} (op {op.index}) from BatchNorm {owner!r} in tentacle {index}: "
@@ -255,6 +293,39 @@ def _tentacle_op_problems(graph: FlatbufferGraph, needs: TopologyNeeds, layer_na
                     f"{index}: a chain tentacle should be binary ops only."
                 )
     return problems
+
+
+def _react_op_problems(graph: FlatbufferGraph, needs: TopologyNeeds, layer_names: set):
+    """Shifts that did not fold, RPReLUs that are not one PRELU (+ SUB), stray PRELUs."""
+    owned: Dict[str, Dict[str, int]] = {}
+    problems = []
+    for op in graph.operators:
+        owner = layer_of(op, layer_names)
+        if owner in needs.allowed_react_ops and op.op in FLOAT_ARITHMETIC_OPS + (PRELU_OP,):
+            owned.setdefault(owner, {}).setdefault(op.op, 0)
+            owned[owner][op.op] += 1
+        elif op.op == PRELU_OP and owner and tentacle_index(owner) is not None:
+            problems.append(
+                f"PRELU (op {op.index}, from layer {owner!r}) in a tentacle is not an RPReLU "
+                "of block='react': only RPReLU's PReLU is expected there."
+            )
+    for name, allowed in needs.allowed_react_ops.items():
+        got = owned.get(name, {})
+        expected = {op: count for op, count in allowed.items() if op == PRELU_OP}
+        too_many = {op: n for op, n in got.items() if n > allowed.get(op, 0)}
+        missing = {op: n for op, n in expected.items() if got.get(op, 0) != n}
+        if too_many or missing:
+            problems.append(
+                f"layer {name!r} ({_react_kind(name, needs)}) converted to float ops {got}, but "
+                f"{allowed or 'none (folded into the binary conv)'} are expected: its shift "
+                "did not fold or its PReLU was not recognised. Fix: keep the template's order "
+                "QuantConv2D -> BatchNorm -> shift/RPReLU (-> pooling) -> QuantConv2D."
+            )
+    return problems
+
+
+def _react_kind(name: str, needs: TopologyNeeds) -> str:
+    return "RPReLU" if name in needs.rprelu_layers else "LearnableShift"
 
 
 def _quantize_problems(needs: TopologyNeeds, counts: Dict[str, int]) -> List[str]:

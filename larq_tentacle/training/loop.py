@@ -52,6 +52,8 @@ from larq_tentacle.utils.seeding import seed_everything, use_deterministic_ops
 
 def build_model(config: TrainConfig, *, input_shape, num_classes: int) -> tf.keras.Model:
     """The FP32 / BNN / TentacleNet the config asks for (inside the caller's strategy scope)."""
+    # The block shapes binary activations; a sweep's FP32 baseline shares the recipe.
+    blocks = {} if config.precision == "float" else dict(block=config.block, rprelu=config.rprelu)
     if not config.init_from:
         return build(
             config.model,
@@ -62,6 +64,7 @@ def build_model(config: TrainConfig, *, input_shape, num_classes: int) -> tf.ker
             init=config.init,
             seed=config.seed,
             fused=config.fused,
+            **blocks,
             **config.model_options,
         )
     float_model = load_float_model(
@@ -74,6 +77,7 @@ def build_model(config: TrainConfig, *, input_shape, num_classes: int) -> tf.ker
         seed=config.seed,
         name=f"{config.model}_tentacles{config.tentacles}",
         fused=config.fused,
+        **blocks,
     )
 
 

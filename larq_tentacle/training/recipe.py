@@ -13,6 +13,7 @@ required fields (e.g. `TrainConfig.model`) first.
 import dataclasses
 from typing import Optional, Union
 
+from larq_tentacle.core.blocks import BLOCKS, check_block
 from larq_tentacle.utils import validation
 
 OPTIMIZERS = ("adam", "sgd", "bop")
@@ -91,6 +92,10 @@ class Recipe:
         lr_grid: learning rates to choose the FP32 baseline's from (precision="float" only):
             each trains the full recipe, the best validation accuracy (ties: lower
             validation loss) is kept; `learning_rate` is then not used.
+        block: the tentacles' block, "xnor" (the paper's) or "react" (a learnable shift in
+            front of every binary activation), as `lt.build(..., block=...)`. Binary
+            models only: the FP32 baseline of a sweep trains without it.
+        rprelu: with block "react", ReActNet's RPReLU in the tentacles.
     """
 
     epochs: int = described(300, "Epochs (the paper: 300).")
@@ -134,6 +139,10 @@ class Recipe:
         "1e-3,3e-3,1e-2 (each trains the full recipe; the best val accuracy is kept).",
         from_flag=lr_grid_from_flag,
     )
+    block: str = described(
+        "xnor", f"Tentacle block: {' or '.join(BLOCKS)} (learnable shifts before the signs)."
+    )
+    rprelu: bool = described(False, "With --block=react: RPReLU (shift, PReLU, shift) too.")
 
     def resolved_recipe(self) -> dict:
         """The recipe fields, checked; raises ValueError naming the bad field and the fix."""
@@ -143,6 +152,7 @@ class Recipe:
                 f"Expected `lr_factor` to be < 1 (it multiplies the LR), got {lr_factor!r}. "
                 "Fix: e.g. --lr_factor=0.1."
             )
+        block, rprelu = check_block(self.block, self.rprelu)
         return dict(
             epochs=validation.positive_int(
                 "epochs", self.epochs, hint="pass e.g. --epochs=300 (the paper's)"
@@ -165,6 +175,8 @@ class Recipe:
             **self._resolved_stages(),
             deterministic=validation.boolean("deterministic", self.deterministic),
             lr_grid=lr_grid_from_flag(self.lr_grid),
+            block=block,
+            rprelu=rprelu,
         )
 
     def _resolved_distillation(self) -> dict:

@@ -10,6 +10,7 @@ import tensorflow as tf
 from larq_tentacle.core import binarization
 from larq_tentacle.core.graph import LayerGraph, Ref
 from larq_tentacle.core.layout import layout, tentacle_index
+from larq_tentacle.core.react_layers import REACT_LAYERS
 
 FUSED_NAME = re.compile(r"^tentacles(\d+)_(.+)$")
 """Fused layers are named `tentacles<n>_<block>`; group 1 is n, group 2 the block."""
@@ -35,6 +36,7 @@ PER_CHANNEL = (
     tf.keras.layers.Maximum,
     tf.keras.layers.Minimum,
     tf.keras.layers.Average,
+    *REACT_LAYERS,  # per-channel parameters: the fused layer holds the n tentacles' in order
 )
 # Layers that keep channel order only when every non-channel axis has size 1.
 RESHAPES = (tf.keras.layers.Flatten, tf.keras.layers.Reshape)

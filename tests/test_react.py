@@ -195,7 +195,8 @@ def test_fuse_and_unfuse_keep_predictions_and_parameters(name, variant):
     expected = branched(x, training=False).numpy()
     for model in (fused, unfused):
         np.testing.assert_allclose(model(x, training=False), expected, atol=1e-4, rtol=0)
-    assert np.ptp(expected, axis=0).max() > 1e-4
+    # The inputs must be told apart (in log space: random weights may saturate the softmax).
+    assert np.ptp(np.log(np.maximum(expected, 1e-30)), axis=0).max() > 1e-3
     # One fused layer holds the n tentacles' parameters, in tentacle order.
     fused_react = [layer for layer in _react_layers(fused) if layer.name.startswith("tentacles")]
     assert fused_react

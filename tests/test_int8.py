@@ -214,3 +214,46 @@ def test_int8_problems_name_a_float_op():
     graph = tflite_file.read_flatbuffer(convert(model))
     problems = deploy_int8.int8_problems(graph, int8_io=False)
     assert any("CONV_2D" in p and "float32" in p for p in problems)
+
+
+# --- apps/export.py --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def export_app():
+    yield from loaded_app("export")
+
+
+def _run_export(app, argv):
+    from absl import flags
+
+    flag_values = flags.FlagValues()  # other apps loaded in this process keep theirs
+    app.define_flags(flag_values)
+    flag_values(["export.py"] + argv)
+    return app.run(flag_values)
+
+
+def test_export_app_int8_model_needs_calibration(export_app, tmp_path, capsys):
+    model_path = tmp_path / "m.h5"
+    _small_model().save(model_path)
+    argv = [f"--model={model_path}", f"--output={tmp_path / 'm.tflite'}", "--quantize=int8"]
+    assert _run_export(export_app, argv) == 2
+    assert "--calibration=PATH.npy" in capsys.readouterr().err
+    assert _run_export(export_app, argv[:2] + ["--int8_io"]) == 2
+    assert "--int8_io needs --quantize=int8" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_export_app_int8_with_calibration_file(export_app, int8_case, tmp_path, capsys):
+    model_path = tmp_path / "fernet2.h5"
+    int8_case["model"].save(model_path)
+    calibration = tmp_path / "calibration.npy"
+    np.save(calibration, int8_case["x"][:128])
+    output = tmp_path / "fernet2_int8.tflite"
+    argv = [f"--model={model_path}", f"--output={output}", "--quantize=int8", "--int8_io",
+            f"--calibration={calibration}", "--random_samples=16"]
+    assert _run_export(export_app, argv) == 0
+    out = capsys.readouterr().out
+    assert "int8: input int8" in out and "verification: PASSED" in out
+    with open(str(output) + ".json", encoding="utf-8") as file:
+        assert json.load(file)["quantization"]["calibration_samples"] == 128

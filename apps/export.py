@@ -19,7 +19,9 @@ import larq_tentacle  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 # The choices only: the deploy modules that convert load on the first export.
 from larq_tentacle.deploy.options import (
     DEFAULT_ATOL,
+    DEFAULT_INT8_STEPS,
     DEFAULT_RANDOM_SAMPLES,
+    QUANTIZE,
     TARGETS,
     TENSOR_NAMES,
 )
@@ -74,6 +76,24 @@ def define_flags(flag_values=flags.FLAGS):
         lower_bound=0, **d,
     )
     flags.DEFINE_enum(
+        "quantize", "none", list(QUANTIZE),
+        "int8: all that is not binary in int8, ranges calibrated on training images.", **d,
+    )
+    flags.DEFINE_bool("int8_io", False, "With --quantize=int8: int8 input and output.", **d)
+    flags.DEFINE_string(
+        "calibration", "auto",
+        "With --quantize=int8: 'auto' (the run's training images) or a .npy of preprocessed "
+        "float32 training images.", **d,
+    )
+    flags.DEFINE_integer(
+        "calibration_samples", 512, "Training images used by --calibration=auto.",
+        lower_bound=1, **d,
+    )
+    flags.DEFINE_float(
+        "int8_steps", DEFAULT_INT8_STEPS,
+        "int8 parity tolerance in output quantization steps.", **d,
+    )
+    flags.DEFINE_enum(
         "tensor_names",
         "compact",
         list(TENSOR_NAMES),
@@ -98,12 +118,20 @@ def run(FLAGS) -> int:
         random_samples=FLAGS.random_samples,
         tensor_names=FLAGS.tensor_names,
     )
+    if FLAGS.quantize == "int8":
+        options.update(quantize="int8", int8_io=FLAGS.int8_io, int8_steps=FLAGS.int8_steps)
+    elif FLAGS.int8_io:
+        print("export: error: --int8_io needs --quantize=int8.", file=sys.stderr)
+        return 2
     sample = None if FLAGS.sample == "none" else FLAGS.sample
     try:
         if (FLAGS.workdir is None) == (FLAGS.model is None):
             raise ValueError(
                 "Pass exactly one of --workdir (a training run) or --model (a saved model)."
             )
+        calibration = _calibration(FLAGS)
+        if calibration is not None:
+            options["calibration_data"] = calibration
         if FLAGS.workdir:
             result = export_workdir(
                 FLAGS.workdir,
@@ -111,6 +139,7 @@ def run(FLAGS) -> int:
                 sample=sample,
                 num_samples=FLAGS.num_samples,
                 data_dir=FLAGS.data_dir,
+                calibration_samples=FLAGS.calibration_samples,
                 **options,
             )
         else:
@@ -131,6 +160,13 @@ def run(FLAGS) -> int:
         return 2
     size_kb = result.sidecar["tflite_bytes"] / 1024
     print(f"wrote {result.path} ({size_kb:.1f} kB) and {result.sidecar_path}")
+    quantization = result.sidecar.get("quantization")
+    if quantization:
+        io = quantization["input"]
+        print(
+            f"int8: input {io['dtype']} (scale {io['scale']:.6g}, zero point {io['zero_point']}), "
+            f"output {quantization['output']['dtype']}"
+        )
     if result.report is not None:
         print(result.report.summary())
     if result.sidecar["kernel"]["use_indirect_bgemm"]:
@@ -139,6 +175,20 @@ def run(FLAGS) -> int:
             "(--use_indirect_bgemm=true on the device)."
         )
     return 0
+
+
+def _calibration(FLAGS):
+    """The --calibration images as an array, or None ('auto': the workdir's training images)."""
+    if FLAGS.quantize != "int8" or FLAGS.calibration == "auto":
+        if FLAGS.quantize == "int8" and FLAGS.model:
+            raise ValueError(
+                "--quantize=int8 with --model needs --calibration=PATH.npy (preprocessed float32 "
+                "training images); only a --workdir knows its training data."
+            )
+        return None
+    import numpy as np
+
+    return np.load(FLAGS.calibration, allow_pickle=False)
 
 
 def main(argv):

@@ -14,6 +14,11 @@ Inputs:
   trained that way, x = (pixels / pixel_scale - mean) / std).
 * `.npy` float32 arrays are taken as already preprocessed and must match the
   input shape exactly.
+
+An int8 export with int8 input/output (`lt.export(..., quantize="int8",
+int8_io=True)`) takes the preprocessed image quantized with the sidecar's
+`quantization.input` scale and zero point, and its output is dequantized with
+`quantization.output`'s: q = clip(round(x / scale) + zero_point, -128, 127).
 """
 
 import json
@@ -220,6 +225,28 @@ def preprocess(images: np.ndarray, sidecar: dict, *, source: str = "the images")
     return ((x / scale - mean) / std).astype(np.float32)
 
 
+def quantize_input(x: np.ndarray, sidecar: dict) -> np.ndarray:
+    """Float model input -> the int8 the file takes, when the sidecar says it takes int8."""
+    io = (sidecar.get("quantization") or {}).get("input") or {}
+    if io.get("dtype") != "int8":
+        return x
+    scale, zero_point = io.get("scale"), io.get("zero_point")
+    if not scale or zero_point is None:
+        raise PredictError(
+            "The sidecar says the model takes int8 input but gives no scale/zero_point. "
+            "Fix: export again with lt.export(..., quantize='int8', int8_io=True)."
+        )
+    return np.clip(np.round(x / scale) + zero_point, -128, 127).astype(np.int8)
+
+
+def dequantize_output(y: np.ndarray, sidecar: dict) -> np.ndarray:
+    """The file's output as float scores (int8 output: (q - zero_point) * scale)."""
+    io = (sidecar.get("quantization") or {}).get("output") or {}
+    if io.get("dtype") != "int8":
+        return np.asarray(y, np.float32)
+    return (np.asarray(y, np.float32) - io["zero_point"]) * io["scale"]
+
+
 def top_k(probabilities: np.ndarray, k: int, class_names=None) -> list:
     order = np.argsort(-probabilities)[:k]
     return [
@@ -251,7 +278,8 @@ def predict_files(
     class_names = sidecar.get("class_names")
     results = []
     for path, x in batches:
-        outputs = np.asarray(interpreter.predict(x)).reshape(len(x), -1)
+        raw = interpreter.predict(quantize_input(x, sidecar))
+        outputs = dequantize_output(raw, sidecar).reshape(len(x), -1)
         for i, probabilities in enumerate(outputs):
             results.append(
                 {"file": path, "index": i, "top": top_k(probabilities, top, class_names)}

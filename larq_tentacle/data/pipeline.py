@@ -187,3 +187,18 @@ def test_images(preprocessing: dict, num_samples: int, *, data_dir=None) -> Opti
         return streaming.first_test_images(preprocessing, num_samples, data_dir=data_dir)
     raw = load_raw(name, data_dir=data_dir)
     return preprocess_images(raw.x_test[:num_samples], preprocessing)
+
+
+def train_images(preprocessing: dict, num_samples: int, *, data_dir=None) -> np.ndarray:
+    """Up to `num_samples` training images of a run's dataset, drawn at random (seed 0) and
+    preprocessed as recorded: the calibration data of an int8 export."""
+    num_samples = validation.positive_int("num_samples", num_samples)
+    name = check_name(preprocessing["dataset"])
+    if is_streamed(name):
+        source = streaming.open_source(name, data_dir=data_dir, check_images=False)
+        images = streaming.preprocessed(source, "train", preprocessing, shuffle_seed=0)
+        batches = images.take(num_samples).ignore_errors().batch(num_samples)
+        return next(iter(x for x, _ in batches.as_numpy_iterator()))
+    x_train = load_raw(name, data_dir=data_dir).x_train
+    picked = np.random.default_rng(0).permutation(len(x_train))[:num_samples]
+    return preprocess_images(x_train[np.sort(picked)], preprocessing)

@@ -184,8 +184,12 @@ def needs_indirect_bgemm(model: tf.keras.Model) -> bool:
 # Conversion
 
 
-def convert(model: tf.keras.Model, *, target: str = "arm") -> bytes:
-    """LCE conversion with errors that name the problem (no file is written)."""
+def convert(model: tf.keras.Model, *, target: str = "arm", int8_io: bool = False) -> bytes:
+    """LCE conversion with errors that name the problem (no file is written).
+
+    `int8_io` asks for int8 input and output; it only takes effect on a model with
+    int8 ranges (`core.int8`), which `deploy.int8` checks in the written file.
+    """
     import larq_compute_engine as lce
 
     target = validation.choice("target", target, TARGETS)
@@ -196,7 +200,10 @@ def convert(model: tf.keras.Model, *, target: str = "arm") -> bytes:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            flatbuffer = lce.convert_keras_model(convertible, target=target)
+            io = {"inference_input_type": tf.int8, "inference_output_type": tf.int8}
+            flatbuffer = lce.convert_keras_model(
+                convertible, target=target, **(io if int8_io else {})
+            )
         # The converter is TF's MLIR pipeline: it raises ConverterError, OpError, ValueError,
         # RuntimeError... with no common base below Exception; every one becomes an ExportError.
         except Exception as error:

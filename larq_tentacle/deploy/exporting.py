@@ -36,7 +36,9 @@ from larq_tentacle.deploy.conversion import (
 )
 from larq_tentacle.deploy.options import (
     DEFAULT_ATOL,
+    DEFAULT_INT8_STEPS,
     DEFAULT_RANDOM_SAMPLES,
+    QUANTIZE,
     TARGETS,
     TENSOR_NAMES,
 )
@@ -59,6 +61,8 @@ def export(
     preprocessing=None, class_names: Optional[Sequence[str]] = None, strict: bool = True,
     atol: float = DEFAULT_ATOL, random_samples: int = DEFAULT_RANDOM_SAMPLES,
     model_name: Optional[str] = None, source: Optional[str] = None, tensor_names: str = "compact",
+    quantize: str = "none", calibration_data=None, int8_io: bool = False,
+    int8_steps: float = DEFAULT_INT8_STEPS,
 ) -> ExportResult:
     """Convert `model` with Larq Compute Engine, verify it, write `path` and `<path>.json`.
 
@@ -94,6 +98,8 @@ def export(
             (`tflite_file.compact_tensor_names`): 0.2-1.3 % smaller, and profiles and
             the strict checks still see which tentacle an op is in. "converter" keeps
             the converter's long TF-graph names. The file that is verified is the one written.
+        quantize: "int8": all that is not binary in int8, ranges from `calibration_data`,
+            verified by `deploy.int8.verify_int8` (`int8_steps`); `int8_io`: int8 I/O too.
 
     # Returns
         An `ExportResult` (path, sidecar_path, sidecar dict, verification report).
@@ -103,28 +109,38 @@ def export(
             an op no runtime has, a binary layer LCE keeps in float under strict).
         VerificationError: the file disagrees with Keras or fails the strict checks.
     """
-    path = _tflite_path(path)
-    target = validation.choice("target", target, TARGETS)
-    tensor_names = validation.choice("tensor_names", tensor_names, TENSOR_NAMES)
+    path, target, tensor_names = _checked_options(path, target, tensor_names)
     original = check_model(model)
+    quantize = _checked_quantize(quantize, int8_io, calibration_data)
     preprocessing, class_names, sample = _checked_inputs(
-        original, preprocessing, class_names, sample
+        original, preprocessing, class_names, sample, strict=strict
     )
-    if strict:
-        _refuse_float_binary_layers(original)
     model = _fuse(original) if fused else original
     indirect = fused or needs_indirect_bgemm(model)
-    flatbuffer, names_entry, report = _convert_and_check(
-        model, target=target, tensor_names=tensor_names, verify=verify, sample=sample,
-        use_indirect_bgemm=indirect, atol=atol, random_samples=random_samples, strict=strict,
+    checks = dict(target=target, tensor_names=tensor_names, verify=verify, sample=sample,
+                  use_indirect_bgemm=indirect, random_samples=random_samples, strict=strict)
+    int8 = dict(calibration_data=calibration_data, int8_io=int8_io, int8_steps=int8_steps)
+    flatbuffer, names_entry, report, quantization = (
+        _int8_convert_and_check(model, **int8, **checks) if quantize == "int8"
+        else _convert_and_check(model, atol=atol, **checks) + (None,)
     )
     sidecar = build_sidecar(
         original, model, flatbuffer, preprocessing=preprocessing, class_names=class_names,
         report=report, target=target, fused=fused, indirect=indirect, model_name=model_name,
-        source=source, tensor_names=names_entry,
+        source=source, tensor_names=names_entry, quantization=quantization,
     )
     json_path = write_model_and_sidecar(path, flatbuffer, sidecar)
     return ExportResult(path=path, sidecar_path=json_path, sidecar=sidecar, report=report)
+
+
+def _checked_quantize(quantize, int8_io, calibration_data) -> str:
+    quantize = validation.choice("quantize", quantize, QUANTIZE)
+    if quantize == "none" and (int8_io or calibration_data is not None):
+        raise ValueError(
+            "int8_io and calibration_data only apply to an int8 export. Fix: pass "
+            "quantize='int8' (with calibration_data), or leave them out."
+        )
+    return quantize
 
 
 def _tflite_path(path) -> str:
@@ -134,8 +150,18 @@ def _tflite_path(path) -> str:
     return path
 
 
-def _checked_inputs(model, preprocessing, class_names, sample):
+def _checked_options(path, target, tensor_names):
+    return (
+        _tflite_path(path),
+        validation.choice("target", target, TARGETS),
+        validation.choice("tensor_names", tensor_names, TENSOR_NAMES),
+    )
+
+
+def _checked_inputs(model, preprocessing, class_names, sample, *, strict: bool):
     """(preprocessing, class_names, sample) checked against the model's input and output."""
+    if strict:
+        _refuse_float_binary_layers(model)
     shape = fixed_input_shape(model)
     preprocessing = check_preprocessing(preprocessing, shape)
     num_outputs = int(np.prod(model.output_shape[1:]))
@@ -165,6 +191,41 @@ def _fuse(model):
             "(fused=False); the result is numerically the same."
         ) from error
     return fusion.fuse(model)
+
+
+def _int8_convert_and_check(
+    model, *, calibration_data, target: str, tensor_names: str, verify: bool, sample,
+    use_indirect_bgemm: bool, random_samples: int, strict: bool, int8_io: bool,
+    int8_steps: float,
+):
+    """(file, tensor_names entry, report or None, the sidecar's quantization entry)."""
+    from larq_tentacle.core.int8 import int8_model
+    from larq_tentacle.deploy import int8
+
+    calibration = int8.check_calibration(calibration_data, fixed_input_shape(model))
+    if not (isinstance(int8_steps, (int, float)) and int8_steps > 0):
+        raise ValueError(f"Expected `int8_steps` to be a positive number, got {int8_steps!r}.")
+    quantized = int8_model(model, calibration)
+    flatbuffer, names_entry = int8.convert_int8(
+        quantized, model, target=target, int8_io=bool(int8_io), tensor_names=tensor_names
+    )
+    report = None
+    if verify:
+        report = int8.verify_int8(
+            quantized, model, flatbuffer, sample, use_indirect_bgemm=use_indirect_bgemm,
+            random_samples=random_samples, strict=strict, target=target, max_steps=int8_steps,
+        )
+    elif strict:
+        problems = rules.strict_violations(model, flatbuffer, target=target)
+        if problems:
+            raise ExportError(
+                f"The int8 .tflite of {model.name!r} fails the strict op checks:\n- "
+                + "\n- ".join(problems)
+            )
+    entry = int8.quantization_entry(
+        flatbuffer, calibration_samples=len(calibration), max_steps=int8_steps, report=report
+    )
+    return flatbuffer, names_entry, report, entry
 
 
 def _convert_and_check(

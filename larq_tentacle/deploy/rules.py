@@ -275,6 +275,8 @@ def _tentacle_op_problems(graph: FlatbufferGraph, needs: TopologyNeeds, layer_na
         index = tentacle_index(owner) if owner else None
         if index is None:
             continue
+        if op.op == "DEPTHWISE_CONV_2D" and owner in needs.unfoldable_ok_bn:
+            continue  # an int8 file runs a BatchNorm between float ops as a 1x1 depthwise conv
         if op.op in FLOAT_COMPUTE_OPS:
             problems.append(
                 f"float {op.op} (op {op.index}, from layer {owner!r}) inside tentacle {index}: "

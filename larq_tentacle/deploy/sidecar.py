@@ -92,6 +92,7 @@ def build_sidecar(
     model_name: Optional[str],
     source: Optional[str],
     tensor_names: dict,
+    quantization: Optional[dict] = None,
 ) -> dict:
     """The sidecar of `flatbuffer`, converted from `model` (`original` before fusion)."""
     from larq_tentacle.utils.versions import versions
@@ -109,7 +110,7 @@ def build_sidecar(
         "tentacles": tentacles,
         "head_variant": head_variant,
         "input_shape": list(fixed_input_shape(model)),
-        "input_dtype": "float32",
+        "input_dtype": quantization["input"]["dtype"] if quantization else "float32",
         "output_shape": list(model.output_shape[1:]),
         "preprocessing": preprocessing,
         "class_names": class_names,
@@ -120,6 +121,8 @@ def build_sidecar(
         "fused": bool(fused),
         "kernel": _kernel_entry(bool(indirect)),
         "tensor_names": tensor_names,
+        # None for a float export; else how to feed and read the int8 file (deploy/int8.py).
+        "quantization": quantization,
         "census": report.census if report is not None else census.op_census(flatbuffer),
         "verification": verification,
         "versions": versions(),

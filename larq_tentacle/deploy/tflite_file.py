@@ -44,6 +44,9 @@ class Tensor:
     type: str
     shape: tuple
     nbytes: int  # bytes of constant data in its buffer (0 for activations)
+    scales: tuple = ()  # quantization scales: one, or one per channel of quantized_dimension
+    zero_points: tuple = ()
+    quantized_dimension: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,8 +206,20 @@ def _tensors(graph, buffer_bytes: List[int], type_names: Dict[int, str]) -> List
         buffer = tensor.Buffer()
         nbytes = buffer_bytes[buffer] if 0 < buffer < len(buffer_bytes) else 0
         type_name = type_names.get(tensor.Type(), str(tensor.Type()))
-        tensors.append(Tensor(name, type_name, shape, nbytes))
+        tensors.append(Tensor(name, type_name, shape, nbytes, *_quantization(tensor)))
     return tensors
+
+
+def _quantization(tensor) -> tuple:
+    """(scales, zero points, quantized dimension) of a tensor; empty for a float one."""
+    params = tensor.Quantization()
+    if params is None or params.ScaleLength() == 0:
+        return (), (), 0
+    scales = tuple(float(v) for v in params.ScaleAsNumpy())
+    zero_points = ()
+    if params.ZeroPointLength():
+        zero_points = tuple(int(v) for v in params.ZeroPointAsNumpy())
+    return scales, zero_points, int(params.QuantizedDimension())
 
 
 def layer_of(op: Operator, layer_names: set) -> Optional[str]:

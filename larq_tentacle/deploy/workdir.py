@@ -22,6 +22,7 @@ def export_workdir(
     sample="auto",
     num_samples: int = 64,
     data_dir=None,
+    calibration_samples: int = 512,
     **export_options,
 ) -> ExportResult:
     """Export the best model of a training workdir (issue-3 layout) with its preprocessing.
@@ -34,6 +35,8 @@ def export_workdir(
             `num_samples` test images of the run's dataset, if it loads here; else
             random inputs only) or None (random inputs only).
         data_dir: where the dataset lives (default: the run's config.json).
+        calibration_samples: with `quantize="int8"` and no `calibration_data`, this many
+            images of the run's training split (preprocessed as recorded) set the int8 ranges.
         **export_options: passed to `export` (fused, strict, target, atol, ...).
     """
     workdir = os.fspath(workdir)
@@ -59,6 +62,10 @@ def export_workdir(
         sample = _workdir_sample(preprocessing, num_samples, data_dir or config.get("data_dir"))
     elif isinstance(sample, (str, os.PathLike)):
         sample = np.load(os.fspath(sample), allow_pickle=False)
+    if export_options.get("quantize") == "int8" and export_options.get("calibration_data") is None:
+        export_options["calibration_data"] = _calibration_images(
+            preprocessing, calibration_samples, data_dir or config.get("data_dir")
+        )
     export_options.setdefault("model_name", _run_name(config, model))
     export_options.setdefault("source", os.path.abspath(models[0]))
     return export(model, output, sample=sample, preprocessing=preprocessing, **export_options)
@@ -92,3 +99,17 @@ def _workdir_sample(preprocessing, num_samples: int, data_dir):
             stacklevel=3,
         )
         return None
+
+
+def _calibration_images(preprocessing, num_samples: int, data_dir):
+    """Training images of the run for the int8 ranges; an int8 export cannot do without."""
+    num_samples = validation.positive_int("calibration_samples", num_samples)
+    if not isinstance(preprocessing, dict) or not preprocessing.get("dataset"):
+        raise ValueError(
+            "An int8 export of a workdir calibrates on its training images, but its "
+            "preprocessing.json names no dataset. Fix: pass calibration_data (a .npy of "
+            "preprocessed training images, apps/export.py --calibration=PATH)."
+        )
+    from larq_tentacle.data import pipeline as data
+
+    return data.train_images(preprocessing, num_samples, data_dir=data_dir)

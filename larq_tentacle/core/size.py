@@ -1,7 +1,8 @@
 """Model size as the paper counts it (Table 1/2; see architectures.md §0).
 
 Only conv/dense kernels and biases count: 32 bits each in float layers, 1 bit in
-binarized layers (the bias included). BatchNorm, α and thresholds are not
+binarized layers (the bias included). Depthwise and separable convs, which stay
+float in the tentacles (`float_layers`), count at 32 bits. BatchNorm, α and thresholds are not
 counted. kB means KiB and the paper displays the ceiling. Larq's own
 `lq.models.summary` counts differently (BatchNorm, 32-bit biases), so both are
 reported side by side.
@@ -12,13 +13,13 @@ import math
 import larq as lq
 import tensorflow as tf
 
-from larq_tentacle.core import binarization
+from larq_tentacle.core import binarization, float_layers
 
 
 def paper_size_bits(model: tf.keras.Model) -> int:
     bits = 0
     for layer in _unique_layers(model):
-        if not binarization.is_weight_layer(layer):
+        if not (binarization.is_weight_layer(layer) or float_layers.is_float_weight_layer(layer)):
             continue
         per_parameter = 1 if binarization.is_binary_layer(layer) else 32
         bits += per_parameter * sum(
@@ -47,7 +48,7 @@ def larq_memory_kb(model: tf.keras.Model) -> float:
 def _counted(weight) -> bool:
     # kernel and bias only; QuantConv2D/Conv2D have no other trainable weights
     short = weight.name.split("/")[-1].split(":")[0]
-    return short in ("kernel", "bias")
+    return short in ("kernel", "bias") + float_layers.DEPTHWISE_WEIGHTS
 
 
 def _unique_layers(model):

@@ -26,7 +26,7 @@ import larq as lq
 import numpy as np
 import tensorflow as tf
 
-from larq_tentacle.core import binarization, fusion
+from larq_tentacle.core import binarization, float_layers, fusion, preactivation
 from larq_tentacle.core.graph import LayerGraph, call_layer, clone_layer
 from larq_tentacle.core.initializers import PseudoHadamard, TentacleAverage, derive_seed
 from larq_tentacle.utils.validation import choice, positive_int
@@ -54,6 +54,7 @@ _SIGN_PASS_THROUGH = (
     tf.keras.layers.ZeroPadding2D,
     tf.keras.layers.Flatten,
     tf.keras.layers.Reshape,
+    tf.keras.layers.Concatenate,  # concatenates channels, each keeps its sign
 )
 
 
@@ -69,6 +70,8 @@ class _Split:
     shared_head: List[str]  # 2a: head_trunk .. global pooling, applied per tentacle
     post: List[str]  # layers after the classifier (e.g. the softmax)
     drop_activation: set  # layers that would spoil a sign(): non-negative activations, Dropout
+    float_layers: Dict[str, str]  # tentacle layers LCE cannot binarize -> why (float_layers.py)
+    rewrite: preactivation.Rewrite  # pre-activation BatchNorms moved after binary convs
 
 
 def _is_plain_conv(layer) -> bool:
@@ -108,8 +111,14 @@ def split_model(model: tf.keras.Model) -> _Split:
     variant, shared_head, post = _head_layers(graph, head_trunk)
     head = set(shared_head) | set(post) | {head_trunk}
     tentacle = _tentacle(graph, stem, head, head_trunk)
-    drop_activation = _sign_spoilers(graph, stem, tentacle)
-    return _Split(graph, stem, tentacle, head_trunk, variant, shared_head, post, drop_activation)
+    kept_float = {n: r for n in tentacle if (r := float_layers.float_reason(graph, n))}
+    binary = [n for n in tentacle if binarization.is_weight_layer(graph.layer(n))]
+    rewrite = preactivation.plan(graph, tentacle, [n for n in binary if n not in kept_float])
+    drop_activation = _sign_spoilers(graph, stem, tentacle, kept_float, rewrite.moved)
+    return _Split(
+        graph, stem, tentacle, head_trunk, variant, shared_head, post, drop_activation,
+        kept_float, rewrite,
+    )
 
 
 def _weight_layers_of_float_cnn(graph: LayerGraph) -> List[str]:
@@ -200,23 +209,29 @@ def _tentacle(graph: LayerGraph, stem: List[str], head: set, head_trunk: str) ->
         layer = graph.layer(layer_name)
         allowed = _is_plain_conv(layer) or _is_plain_dense(layer)
         allowed = allowed or isinstance(layer, tf.keras.layers.BatchNormalization)
+        allowed = allowed or float_layers.float_reason(graph, layer_name) is not None
         if layer.weights and not allowed:
             raise ValueError(
                 f"tentaclize cannot binarize layer {layer_name!r} ({type(layer).__name__}) of "
-                f"{name!r}: inner weight layers must be Conv2D, Dense or BatchNormalization."
+                f"{name!r}: inner weight layers must be Conv2D, Dense or BatchNormalization, "
+                "or layers that stay float (DepthwiseConv2D, SeparableConv2D, grouped Conv2D, "
+                "squeeze-and-excitation gates). Fix: replace it with one of those."
             )
     if not any(binarization.is_weight_layer(graph.layer(n)) for n in tentacle):
         raise ValueError(f"{name!r} has no inner conv/dense layer to binarize.")
     return tentacle
 
 
-def _sign_spoilers(graph: LayerGraph, stem: List[str], tentacle: List[str]) -> set:
+def _sign_spoilers(graph: LayerGraph, stem, tentacle, kept_float, moved) -> set:
     """Stem/tentacle layers whose output would spoil the sign() of a binary layer they feed.
 
     A non-negative activation makes that sign constant +1, and a Dropout turns the
-    activations it drops into +1 rather than 0 (sign(0) = +1).
+    activations it drops into +1 rather than 0 (sign(0) = +1). BatchNorms the
+    pre-activation rewrite moves away (`moved`) no longer sit in between.
     """
-    binary_inputs = {n for n in tentacle if binarization.is_weight_layer(graph.layer(n))}
+    binary_inputs = {
+        n for n in tentacle if binarization.is_weight_layer(graph.layer(n)) and n not in kept_float
+    }
 
     def feeds_binary(layer_name: str) -> bool:
         stack = list(graph.consumers_of[layer_name])
@@ -224,9 +239,14 @@ def _sign_spoilers(graph: LayerGraph, stem: List[str], tentacle: List[str]) -> s
             consumer = stack.pop()
             if consumer in binary_inputs:
                 return True
-            if isinstance(graph.layer(consumer), _SIGN_PASS_THROUGH):
+            if passes_sign_on(graph.layer(consumer)) or consumer in moved:
                 stack.extend(graph.consumers_of[consumer])
         return False
+
+    def passes_sign_on(layer) -> bool:
+        # a standalone ReLU in between is dropped as well when it feeds a binary input
+        dropped = isinstance(layer, (tf.keras.layers.ReLU, tf.keras.layers.Activation))
+        return isinstance(layer, _SIGN_PASS_THROUGH) or (dropped and spoils_sign(layer))
 
     def spoils_sign(layer: tf.keras.layers.Layer) -> bool:
         activation = binarization.activation_name(layer)
@@ -321,12 +341,19 @@ def _build_tentacle(split: _Split, stem_tensors, index: int, init: str, seed: in
         layer = graph.layer(layer_name)
         sources = [tensors[p] for p in graph.inputs_of[layer_name]]
         new_name = f"t{index}_{layer_name}"
-        if binarization.is_weight_layer(layer):
+        if layer_name in split.float_layers:  # replicated per tentacle, float weights copied
+            new = clone_layer(layer, new_name)
+            tensors[layer_name] = call_layer(new, sources)
+            copies.append((new, layer))
+        elif binarization.is_weight_layer(layer):
             layer_seed = derive_seed(seed, index, position)
             tensors[layer_name] = _binary_layer(
                 layer, sources[0], new_name, split, init, layer_seed, copies
             )
-        elif layer_name in split.drop_activation:
+            if layer_name in split.rewrite.bn_after:
+                bn = tf.keras.layers.BatchNormalization(name=preactivation.post_bn_name(new_name))
+                tensors[layer_name] = bn(tensors[layer_name])
+        elif layer_name in split.drop_activation or layer_name in split.rewrite.moved:
             tensors[layer_name] = sources[0]
         else:
             new = clone_layer(layer, new_name)

@@ -15,7 +15,7 @@ the reason back from a built TentacleNet's layers, where every float weight laye
 tentacle is one of these.
 """
 
-from typing import Optional
+from typing import Dict, Optional
 
 import tensorflow as tf
 
@@ -72,6 +72,11 @@ def float_reason(graph: LayerGraph, name: str) -> Optional[str]:
     if binarization.is_weight_layer(layer) and _in_gate(graph, name):
         return SE_GATE
     return grouped_reason(layer)
+
+
+def kept_float_layers(graph: LayerGraph, names) -> Dict[str, str]:
+    """The layers among `names` that stay float -> why (`float_reason`)."""
+    return {name: reason for name in names if (reason := float_reason(graph, name))}
 
 
 def kept_float_reason(layer) -> Optional[str]:

@@ -16,10 +16,11 @@ one BatchNorm per conv. Models without pre-activation BatchNorms are not touched
 """
 
 import dataclasses
-from typing import FrozenSet, Iterable
+from typing import FrozenSet, Iterable, List
 
 import tensorflow as tf
 
+from larq_tentacle.core import binarization
 from larq_tentacle.core.graph import LayerGraph
 
 POST_BN_SUFFIX = "_post_bn"
@@ -41,10 +42,24 @@ class Rewrite:
     moved: FrozenSet[str]  # pre-activation BatchNorms left out of the tentacles
     bn_after: FrozenSet[str]  # binary convs that get a BatchNorm after them
 
+    def after(self, conv: str, new_name: str, output: tf.Tensor) -> tf.Tensor:
+        """The output of tentacle conv `new_name` (float name `conv`), with its BatchNorm."""
+        if conv not in self.bn_after:
+            return output
+        return tf.keras.layers.BatchNormalization(name=post_bn_name(new_name))(output)
 
-def plan(graph: LayerGraph, tentacle: Iterable[str], binary: Iterable[str]) -> Rewrite:
-    """The rewrite of the tentacle layers `tentacle`, whose binary convs are `binary`."""
-    tentacle, binary = list(tentacle), set(binary)
+
+def binary_convs(graph: LayerGraph, tentacle: Iterable[str], kept_float) -> List[str]:
+    """The tentacle's conv/dense layers that become binary (all but those kept float)."""
+    return [
+        n for n in tentacle if binarization.is_weight_layer(graph.layer(n)) and n not in kept_float
+    ]
+
+
+def plan(graph: LayerGraph, tentacle: Iterable[str], kept_float) -> Rewrite:
+    """The rewrite of the tentacle layers `tentacle`, where `kept_float` stay float."""
+    tentacle = list(tentacle)
+    binary = set(binary_convs(graph, tentacle, kept_float))
     moved = frozenset(
         name for name in tentacle
         if isinstance(graph.layer(name), tf.keras.layers.BatchNormalization)

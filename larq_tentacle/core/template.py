@@ -111,14 +111,11 @@ def split_model(model: tf.keras.Model) -> _Split:
     variant, shared_head, post = _head_layers(graph, head_trunk)
     head = set(shared_head) | set(post) | {head_trunk}
     tentacle = _tentacle(graph, stem, head, head_trunk)
-    kept_float = {n: r for n in tentacle if (r := float_layers.float_reason(graph, n))}
-    binary = [n for n in tentacle if binarization.is_weight_layer(graph.layer(n))]
-    rewrite = preactivation.plan(graph, tentacle, [n for n in binary if n not in kept_float])
+    kept_float = float_layers.kept_float_layers(graph, tentacle)
+    rewrite = preactivation.plan(graph, tentacle, kept_float)
     drop_activation = _sign_spoilers(graph, stem, tentacle, kept_float, rewrite.moved)
-    return _Split(
-        graph, stem, tentacle, head_trunk, variant, shared_head, post, drop_activation,
-        kept_float, rewrite,
-    )
+    return _Split(graph, stem, tentacle, head_trunk, variant, shared_head, post, drop_activation,
+                  kept_float, rewrite)
 
 
 def _weight_layers_of_float_cnn(graph: LayerGraph) -> List[str]:
@@ -213,9 +210,8 @@ def _tentacle(graph: LayerGraph, stem: List[str], head: set, head_trunk: str) ->
         if layer.weights and not allowed:
             raise ValueError(
                 f"tentaclize cannot binarize layer {layer_name!r} ({type(layer).__name__}) of "
-                f"{name!r}: inner weight layers must be Conv2D, Dense or BatchNormalization, "
-                "or layers that stay float (DepthwiseConv2D, SeparableConv2D, grouped Conv2D, "
-                "squeeze-and-excitation gates). Fix: replace it with one of those."
+                f"{name!r}: inner weight layers must be Conv2D, Dense, BatchNormalization or "
+                f"one of the float layers of larq_tentacle.core.float_layers."
             )
     if not any(binarization.is_weight_layer(graph.layer(n)) for n in tentacle):
         raise ValueError(f"{name!r} has no inner conv/dense layer to binarize.")
@@ -229,9 +225,7 @@ def _sign_spoilers(graph: LayerGraph, stem, tentacle, kept_float, moved) -> set:
     activations it drops into +1 rather than 0 (sign(0) = +1). BatchNorms the
     pre-activation rewrite moves away (`moved`) no longer sit in between.
     """
-    binary_inputs = {
-        n for n in tentacle if binarization.is_weight_layer(graph.layer(n)) and n not in kept_float
-    }
+    binary_inputs = set(preactivation.binary_convs(graph, tentacle, kept_float))
 
     def feeds_binary(layer_name: str) -> bool:
         stack = list(graph.consumers_of[layer_name])
@@ -243,10 +237,9 @@ def _sign_spoilers(graph: LayerGraph, stem, tentacle, kept_float, moved) -> set:
                 stack.extend(graph.consumers_of[consumer])
         return False
 
-    def passes_sign_on(layer) -> bool:
-        # a standalone ReLU in between is dropped as well when it feeds a binary input
-        dropped = isinstance(layer, (tf.keras.layers.ReLU, tf.keras.layers.Activation))
-        return isinstance(layer, _SIGN_PASS_THROUGH) or (dropped and spoils_sign(layer))
+    def passes_sign_on(layer) -> bool:  # a ReLU in between is dropped too (when it feeds one)
+        relu = isinstance(layer, (tf.keras.layers.ReLU, tf.keras.layers.Activation))
+        return isinstance(layer, _SIGN_PASS_THROUGH) or (relu and spoils_sign(layer))
 
     def spoils_sign(layer: tf.keras.layers.Layer) -> bool:
         activation = binarization.activation_name(layer)
@@ -341,24 +334,21 @@ def _build_tentacle(split: _Split, stem_tensors, index: int, init: str, seed: in
         layer = graph.layer(layer_name)
         sources = [tensors[p] for p in graph.inputs_of[layer_name]]
         new_name = f"t{index}_{layer_name}"
-        if layer_name in split.float_layers:  # replicated per tentacle, float weights copied
-            new = clone_layer(layer, new_name)
-            tensors[layer_name] = call_layer(new, sources)
-            copies.append((new, layer))
-        elif binarization.is_weight_layer(layer):
+        if binarization.is_weight_layer(layer) and layer_name not in split.float_layers:
             layer_seed = derive_seed(seed, index, position)
             tensors[layer_name] = _binary_layer(
                 layer, sources[0], new_name, split, init, layer_seed, copies
             )
-            if layer_name in split.rewrite.bn_after:
-                bn = tf.keras.layers.BatchNormalization(name=preactivation.post_bn_name(new_name))
-                tensors[layer_name] = bn(tensors[layer_name])
-        elif layer_name in split.drop_activation or layer_name in split.rewrite.moved:
+            tensors[layer_name] = split.rewrite.after(layer_name, new_name, tensors[layer_name])
+        elif layer_name in split.rewrite.moved or (
+            layer_name in split.drop_activation and layer_name not in split.float_layers
+        ):
             tensors[layer_name] = sources[0]
-        else:
-            new = clone_layer(layer, new_name)
+        else:  # layers kept float are replicated with their weights (a fused ReLU may go)
+            linear = {"activation": "linear"} if layer_name in split.drop_activation else {}
+            new = clone_layer(layer, new_name, **linear)
             tensors[layer_name] = call_layer(new, sources)
-            if init == "copy":
+            if init == "copy" or layer_name in split.float_layers:
                 copies.append((new, layer))
     return tensors[graph.inputs_of[split.head_trunk][0]]
 

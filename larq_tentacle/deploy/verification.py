@@ -185,9 +185,8 @@ def verify(
             rounding differs between TF and TFLite (BatchNorm is folded), so
             sign() may flip there, and one flipped bit near the output moves the
             probabilities visibly. Sign ties are counted and left out of max |Δ|.
-            With real inputs (`x_sample`) they are judged by the predictions: the
-            file must keep Keras's top-1 class on at least `tie_agreement` of the real
-            inputs; without real inputs, ties on more than a quarter of them fail.
+            With `x_sample` they are judged by the predictions: the file must keep
+            Keras's top-1 on `tie_agreement` of the real inputs; else > 1/4 ties fail.
         localise: when the outputs disagree, report the first layer whose output does
             (`localisation.first_disagreement`; a few conversions of cut models).
         tie_agreement: see `tie_eps` (default 0.95).
@@ -196,15 +195,7 @@ def verify(
         A `VerifyReport`.
     """
     model = check_model(model)
-    target = validation.choice("target", target, TARGETS)
-    random_samples = validation.positive_int("random_samples", random_samples, minimum=0)
-    if not (isinstance(atol, (int, float)) and atol > 0):
-        raise ValueError(f"Expected `atol` to be a positive number, got {atol!r}.")
-    if not (isinstance(tie_agreement, (int, float)) and 0 <= tie_agreement <= 1):
-        raise ValueError(
-            f"Expected `tie_agreement` to be a fraction in [0, 1], got {tie_agreement!r}. "
-            "Fix: pass e.g. tie_agreement=0.95."
-        )
+    target, random_samples = _checked_options(target, random_samples, atol, tie_agreement)
     shape = fixed_input_shape(model)
     batches = _input_batches(x_sample, shape, random_samples, seed)
     sample = batches["sample"]
@@ -228,6 +219,20 @@ def verify(
     if check and not report.passed:
         raise VerificationError(_failure_message(model.name, report, tie_eps), report)
     return report
+
+
+def _checked_options(target, random_samples, atol, tie_agreement):
+    """(target, random_samples) checked, with atol and tie_agreement."""
+    target = validation.choice("target", target, TARGETS)
+    random_samples = validation.positive_int("random_samples", random_samples, minimum=0)
+    if not (isinstance(atol, (int, float)) and atol > 0):
+        raise ValueError(f"Expected `atol` to be a positive number, got {atol!r}.")
+    if not (isinstance(tie_agreement, (int, float)) and 0 <= tie_agreement <= 1):
+        raise ValueError(
+            f"Expected `tie_agreement` to be a fraction in [0, 1], got {tie_agreement!r}. "
+            "Fix: pass e.g. tie_agreement=0.95."
+        )
+    return target, random_samples
 
 
 def _first_disagreement(

@@ -246,3 +246,10 @@ def test_localisation_says_nothing_when_lt_converts_the_model_exactly():
     assert not report.passed and report.first_disagreement is None
     fixed = lt.verify(model, convert(model), _inputs(model))
     assert fixed.max_abs_diff <= 1e-4 and fixed.first_disagreement is None
+
+
+@pytest.mark.parametrize("tie_agreement", [-0.1, 1.5, "0.9", None])
+def test_verify_rejects_a_tie_agreement_that_is_no_fraction(tie_agreement):
+    model = _residual_model()
+    with pytest.raises(ValueError, match="tie_agreement.*Fix: pass e.g. tie_agreement=0.95"):
+        lt.verify(model, b"not read", _inputs(model), tie_agreement=tie_agreement)

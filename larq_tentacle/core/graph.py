@@ -56,6 +56,8 @@ class LayerGraph:
     def __init__(self, model: tf.keras.Model, *, where: str = "tentaclize", shared_layers=False):
         self.model = model
         self.where = where
+        # by name: `model.get_layer` scans every layer (minutes on a DenseNet121 TentacleNet)
+        self._layers = {layer.name: layer for layer in model.layers}
         config = _functional_config(model, where)
         self.input_names = [entry[0] for entry in config["input_layers"]]
         self.output_names = [entry[0] for entry in config["output_layers"]]
@@ -83,7 +85,9 @@ class LayerGraph:
         return self.output_names[0]
 
     def layer(self, name: str) -> tf.keras.layers.Layer:
-        return self.model.get_layer(name)
+        if name not in self._layers:
+            return self.model.get_layer(name)  # Keras's error naming the missing layer
+        return self._layers[name]
 
     def descendants(self, name: str) -> set:
         """Every layer that reads `name`'s output, directly or not."""

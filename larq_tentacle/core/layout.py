@@ -11,7 +11,7 @@ from typing import Dict, Tuple
 
 import tensorflow as tf
 
-from larq_tentacle.core import binarization
+from larq_tentacle.core import binarization, float_layers, preactivation
 from larq_tentacle.core.blocks import block_of
 
 _TENTACLE_NAME = re.compile(r"^t(\d+)_(.+)$")
@@ -26,6 +26,11 @@ class TentacleLayout:
     head: Tuple[tf.keras.layers.Layer, ...]
     block: str = "xnor"  # "react": learnable shifts in front of the binary activations
     rprelu: bool = False  # block "react" with RPReLU in the tentacles
+    # the float model's name of each tentacle layer that stayed float -> why (float_layers.py)
+    float_layers: Dict[str, str] = dataclasses.field(default_factory=dict)
+    # the pre-activation rewrite (preactivation.py): binary convs that got a BatchNorm after
+    # them, in place of the BatchNorms in front of binary convs; () when not rewritten
+    preactivation: Tuple[str, ...] = ()
 
     def block_names(self) -> Tuple[str, ...]:
         """The float model's names of the layers in one tentacle (e.g. 'conv2')."""
@@ -65,7 +70,26 @@ def layout(model: tf.keras.Model) -> TentacleLayout:
         head=tuple(head),
         block=block,
         rprelu=rprelu,
+        float_layers=_kept_float(tentacles[1]),
+        preactivation=tuple(
+            preactivation.conv_of_post_bn(name)
+            for name in _block_names(tentacles[1])
+            if preactivation.conv_of_post_bn(name)
+        ),
     )
+
+
+def _block_names(layers):
+    return [_TENTACLE_NAME.match(layer.name).group(2) for layer in layers]
+
+
+def _kept_float(layers) -> Dict[str, str]:
+    reasons = {}
+    for layer in layers:
+        reason = float_layers.kept_float_reason(layer)
+        if reason:
+            reasons[_TENTACLE_NAME.match(layer.name).group(2)] = reason
+    return reasons
 
 
 def binary_layers(model: tf.keras.Model):

@@ -1,7 +1,8 @@
 """Model size as the paper counts it (Table 1/2; see architectures.md §0).
 
 Only conv/dense kernels and biases count: 32 bits each in float layers, 1 bit in
-binarized layers (the bias included). BatchNorm, α and thresholds are not
+binarized layers (the bias included). Depthwise and separable convs, which stay
+float in the tentacles (`float_layers`), count at 32 bits. BatchNorm, α and thresholds are not
 counted. The parameters of block="react" (`LearnableShift`, `RPReLU`: 1 or 3 floats
 per channel) are counted at 32 bits each, although LCE folds a shift that follows
 a BatchNorm into the binary conv's threshold (0 bytes in the file): the paper has
@@ -15,7 +16,7 @@ import math
 import larq as lq
 import tensorflow as tf
 
-from larq_tentacle.core import binarization
+from larq_tentacle.core import binarization, float_layers
 from larq_tentacle.core.react_layers import REACT_LAYERS
 
 
@@ -25,7 +26,7 @@ def paper_size_bits(model: tf.keras.Model) -> int:
         if isinstance(layer, REACT_LAYERS):
             bits += 32 * sum(int(w.shape.num_elements()) for w in layer.weights)
             continue
-        if not binarization.is_weight_layer(layer):
+        if not (binarization.is_weight_layer(layer) or float_layers.is_float_weight_layer(layer)):
             continue
         per_parameter = 1 if binarization.is_binary_layer(layer) else 32
         bits += per_parameter * sum(
@@ -54,7 +55,7 @@ def larq_memory_kb(model: tf.keras.Model) -> float:
 def _counted(weight) -> bool:
     # kernel and bias only; QuantConv2D/Conv2D have no other trainable weights
     short = weight.name.split("/")[-1].split(":")[0]
-    return short in ("kernel", "bias")
+    return short in ("kernel", "bias") + float_layers.DEPTHWISE_WEIGHTS
 
 
 def _unique_layers(model):

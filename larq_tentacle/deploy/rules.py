@@ -9,7 +9,9 @@ the flatbuffer with what `topology_needs` reads from the Keras layers (rules in
 shared/reference/lce-notes.md §3):
 
 * each binary conv (binary kernel and binary input) -> one LceBconv2d;
-* no float conv / dense op whose name belongs to a tentacle layer;
+* no float conv / dense op whose name belongs to a tentacle layer, except the layers
+  LCE cannot binarize that the template keeps float (`core.float_layers`: depthwise,
+  grouped with < 32 channels per group, SE gates, elementwise multiplies);
 * no float MUL/ADD/SUB/DIV from a BatchNorm next to a binary conv (after it, or
   in front of one): placed conv -> BN -> MaxPool it folds into the bconv; in a
   chain tentacle (no Add) no float MUL/ADD/SUB/DIV at all except a BatchNorm
@@ -30,7 +32,7 @@ from typing import Dict, List
 import larq as lq
 import tensorflow as tf
 
-from larq_tentacle.core import binarization
+from larq_tentacle.core import binarization, float_layers
 from larq_tentacle.core.graph import LayerGraph
 from larq_tentacle.core.layout import tentacle_index
 from larq_tentacle.core.react_layers import LearnableShift, RPReLU
@@ -87,7 +89,7 @@ class _Topology:
             graph.consumers_of,
             graph.names,
         )
-        self.layer = model.get_layer
+        self.layer = graph.layer
 
     def skip_identity(self, name: str) -> str:
         while isinstance(self.layer(name), tf.keras.layers.Dropout) and self.inputs_of[name]:
@@ -232,8 +234,13 @@ def strict_violations(model, flatbuffer, *, target: str = "arm") -> List[str]:
     needs = topology_needs(model)
     counts = graph.op_counts()
     problems = _binary_layer_problems(model, needs, counts)
-    problems += _tentacle_op_problems(graph, needs, {layer.name for layer in model.layers})
-    problems += _react_op_problems(graph, needs, {layer.name for layer in model.layers})
+    kept_float = {
+        layer.name for layer in model.layers
+        if tentacle_index(layer.name) is not None and float_layers.kept_float_reason(layer)
+    }
+    layer_names = {layer.name for layer in model.layers}
+    problems += _tentacle_op_problems(graph, needs, layer_names, kept_float)
+    problems += _react_op_problems(graph, needs, layer_names)
     if target == "arm":
         problems += _quantize_problems(needs, counts)
     return problems
@@ -267,13 +274,15 @@ def _binary_layer_problems(model, needs: TopologyNeeds, counts: Dict[str, int]) 
     return problems
 
 
-def _tentacle_op_problems(graph: FlatbufferGraph, needs: TopologyNeeds, layer_names: set):
-    """Float convs and unfolded arithmetic inside the tentacles."""
+def _tentacle_op_problems(
+    graph: FlatbufferGraph, needs: TopologyNeeds, layer_names: set, kept_float: set
+):
+    """Float convs and unfolded arithmetic inside the tentacles (but in layers kept float)."""
     problems = []
     for op in graph.operators:
         owner = layer_of(op, layer_names)
         index = tentacle_index(owner) if owner else None
-        if index is None:
+        if index is None or owner in kept_float:
             continue
         if op.op == "DEPTHWISE_CONV_2D" and owner in needs.unfoldable_ok_bn:
             continue  # an int8 file runs a BatchNorm between float ops as a 1x1 depthwise conv

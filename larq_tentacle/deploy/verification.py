@@ -28,6 +28,9 @@ from larq_tentacle.utils import validation
 # Relative to the layer's RMS. Measured: a flip at 2.2e-6·RMS (ResNet9 n=3, stage 5, where the
 # folded BatchNorm cancels terms ~100x larger than the result) is float rounding too.
 DEFAULT_TIE_EPS = 1e-5
+# With real inputs, sign ties are judged by what they do to the predictions: at least this
+# fraction of the real inputs must keep Keras's top-1 class (issue 15).
+DEFAULT_TIE_AGREEMENT = 0.95
 
 
 class VerificationError(ValueError):
@@ -61,6 +64,10 @@ class VerifyReport:
     size_ratio: Optional[float]  # .tflite kB / paper kB
     # when the outputs disagree: the first layer whose output does (localisation.Disagreement)
     first_disagreement: Optional[dict] = None
+    # real inputs only (None without them): sign ties, and the share keeping Keras's top-1
+    sign_ties_sample: Optional[int] = None
+    top1_agreement_sample: Optional[float] = None
+    tie_agreement: float = DEFAULT_TIE_AGREEMENT
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -69,6 +76,8 @@ class VerifyReport:
         ties = ""
         if self.sign_ties:
             ties = f"; {self.sign_ties} sign tie(s), max |Δ| with them {self.max_abs_diff_all:.3g}"
+        if self.top1_agreement_sample is not None:
+            ties += f"; top-1 agreement on the real inputs {100 * self.top1_agreement_sample:.1f} %"
         lines = [
             f"verification: {'PASSED' if self.passed else 'FAILED'}",
             f"  parity: max |Δ| = {self.max_abs_diff:.3g} (atol {self.atol:g}; real-valued "
@@ -95,6 +104,8 @@ class _Parity:
     agree: int = 0
     total: int = 0
     ties: int = 0
+    kind_ties: Dict[str, int] = dataclasses.field(default_factory=dict)
+    kind_agreement: Dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def _where(disagreement: dict) -> str:
@@ -147,6 +158,7 @@ def verify(
     check: bool = True,
     tie_eps: float = DEFAULT_TIE_EPS,
     localise: bool = True,
+    tie_agreement: float = DEFAULT_TIE_AGREEMENT,
 ) -> VerifyReport:
     """Compare a `.tflite` with its Keras model and census its ops.
 
@@ -172,19 +184,18 @@ def verify(
             `tie_eps` (relative to its layer's RMS) of zero in Keras: float
             rounding differs between TF and TFLite (BatchNorm is folded), so
             sign() may flip there, and one flipped bit near the output moves the
-            probabilities visibly. Sign ties are counted and left out of max |Δ|;
-            more than a quarter of the inputs fails.
+            probabilities visibly. Sign ties are counted and left out of max |Δ|.
+            With `x_sample` they are judged by the predictions: the file must keep
+            Keras's top-1 on `tie_agreement` of the real inputs; else > 1/4 ties fail.
         localise: when the outputs disagree, report the first layer whose output does
             (`localisation.first_disagreement`; a few conversions of cut models).
+        tie_agreement: see `tie_eps` (default 0.95).
 
     # Returns
         A `VerifyReport`.
     """
     model = check_model(model)
-    target = validation.choice("target", target, TARGETS)
-    random_samples = validation.positive_int("random_samples", random_samples, minimum=0)
-    if not (isinstance(atol, (int, float)) and atol > 0):
-        raise ValueError(f"Expected `atol` to be a positive number, got {atol!r}.")
+    target, random_samples = _checked_options(target, random_samples, atol, tie_agreement)
     shape = fixed_input_shape(model)
     batches = _input_batches(x_sample, shape, random_samples, seed)
     sample = batches["sample"]
@@ -198,7 +209,7 @@ def verify(
     report = _report(
         model, flatbuffer, parity, violations, samples=0 if sample is None else len(sample),
         random_samples=random_samples, atol=atol, strict=strict,
-        kernel="indirect_bgemm" if use_indirect_bgemm else "default",
+        kernel="indirect_bgemm" if use_indirect_bgemm else "default", tie_agreement=tie_agreement,
     )
     if localise and report.max_abs_diff > atol:
         report.first_disagreement = _first_disagreement(
@@ -208,6 +219,20 @@ def verify(
     if check and not report.passed:
         raise VerificationError(_failure_message(model.name, report, tie_eps), report)
     return report
+
+
+def _checked_options(target, random_samples, atol, tie_agreement):
+    """(target, random_samples) checked, with atol and tie_agreement."""
+    target = validation.choice("target", target, TARGETS)
+    random_samples = validation.positive_int("random_samples", random_samples, minimum=0)
+    if not (isinstance(atol, (int, float)) and atol > 0):
+        raise ValueError(f"Expected `atol` to be a positive number, got {atol!r}.")
+    if not (isinstance(tie_agreement, (int, float)) and 0 <= tie_agreement <= 1):
+        raise ValueError(
+            f"Expected `tie_agreement` to be a fraction in [0, 1], got {tie_agreement!r}. "
+            "Fix: pass e.g. tie_agreement=0.95."
+        )
+    return target, random_samples
 
 
 def _first_disagreement(
@@ -271,6 +296,8 @@ def _parity(model, interpreter, batches: dict, atol: float, tie_eps: float) -> _
         top1_expected = np.argmax(expected.reshape(len(x), -1), -1)
         parity.agree += int(np.sum(top1_got == top1_expected))
         parity.total += len(x)
+        parity.kind_ties[kind] = int(tie.sum())
+        parity.kind_agreement[kind] = float(np.mean(top1_got == top1_expected))
     return parity
 
 
@@ -278,15 +305,23 @@ def _too_many_ties(ties: int, total: int) -> bool:
     return ties > max(1, total // 4)
 
 
+def _ties_fail(report: "VerifyReport") -> bool:
+    """With real inputs: ties that change Keras's top-1 on too many of them. Without: too many."""
+    if report.sign_ties_sample is not None:
+        return bool(report.sign_ties_sample) and report.top1_agreement_sample < (
+            report.tie_agreement
+        )
+    return _too_many_ties(report.sign_ties, report.samples + report.random_samples)
+
+
 def _report(
     model, flatbuffer: bytes, parity: _Parity, violations: List[str], *, samples: int,
-    random_samples: int, atol: float, strict: bool, kernel: str,
+    random_samples: int, atol: float, strict: bool, kernel: str, tie_agreement: float,
 ) -> VerifyReport:
     max_diff = max(parity.diffs.values())
     paper_kb = paper_size_kb_or_none(model)
-    return VerifyReport(
-        passed=max_diff <= atol and not _too_many_ties(parity.ties, parity.total)
-        and not violations,
+    report = VerifyReport(
+        passed=False,
         max_abs_diff=max_diff,
         max_abs_diff_all=max(parity.all_diffs.values()),
         sign_ties=parity.ties,
@@ -303,7 +338,12 @@ def _report(
         tflite_bytes=len(flatbuffer),
         paper_size_kb=paper_kb,
         size_ratio=None if not paper_kb else len(flatbuffer) / 1024 / paper_kb,
+        sign_ties_sample=parity.kind_ties.get("sample"),
+        top1_agreement_sample=parity.kind_agreement.get("sample"),
+        tie_agreement=tie_agreement,
     )
+    report.passed = max_diff <= atol and not _ties_fail(report) and not violations
+    return report
 
 
 def _failure_message(model_name: str, report: VerifyReport, tie_eps: float) -> str:
@@ -313,7 +353,15 @@ def _failure_message(model_name: str, report: VerifyReport, tie_eps: float) -> s
             f"max |tflite - keras| = {report.max_abs_diff:.3g} > atol {report.atol:g}"
         )
     total = report.samples + report.random_samples
-    if _too_many_ties(report.sign_ties, total):
+    if _ties_fail(report) and report.sign_ties_sample is not None:
+        reasons.append(
+            f"{report.sign_ties_sample} of {report.samples} real inputs differ only through "
+            f"binary activations within {tie_eps:g} of zero, and the file keeps Keras's top-1 "
+            f"class on {100 * report.top1_agreement_sample:.1f} % of the real inputs (needed: "
+            f"{100 * report.tie_agreement:g} %). Fix: train the model longer (a BatchNorm with "
+            "its initial statistics puts binary dot products exactly at 0)."
+        )
+    elif _ties_fail(report):
         reasons.append(
             f"{report.sign_ties} of {total} inputs differ only through binary activations within "
             f"{tie_eps:g} of zero: too many to call it float rounding. An untrained model does "

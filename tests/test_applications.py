@@ -15,6 +15,7 @@ import tensorflow as tf
 import larq_tentacle as lt
 from larq_tentacle.data.pipeline import load_arrays
 from larq_tentacle.deploy import rules
+from larq_tentacle.utils.seeding import seed_everything
 
 SHAPE = (32, 32, 3)
 STEPS = 40
@@ -38,7 +39,7 @@ def digits32():
 
 
 def _train(model, data, seed=0):
-    tf.keras.utils.set_random_seed(seed)
+    seed_everything(seed)
     model.compile(
         tf.keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
     )

@@ -4,6 +4,11 @@
     python apps/sweep.py --model=fernet --dataset=digits --input_size=16 --epochs=20 \
         --batch_size=64 --learning_rate=1e-2 --lr_patience=3 --tentacles=1,2,3,4,5,8 \
         --bagging=1-5 --boosting=1-5 --seeds=0,1,2 --workdir=runs/sweep_digits_fernet
+    # item 7: both recipes (paper, and a best one distilled from each seed's FP32 point)
+    python apps/sweep.py --model=fernet --dataset=digits --input_size=16 --epochs=20 \
+        --batch_size=64 --learning_rate=1e-2 --lr_patience=3 --lr_grid=1e-3,3e-3,1e-2 \
+        --tentacles=1,2,3,5,8 --bagging=1-5 --boosting= --seeds=0-4 \
+        --best_recipe=block=react,teacher=fp32 --workdir=runs/sweep_digits_recipes
     # the paper's CIFAR-10 sweep (one GPU; see docs/experiments.md)
     python apps/sweep.py --model=nin --dataset=cifar10 --tentacles=1-14 --bagging=1-12 \
         --boosting=1-8 --seeds=0,1,2 --workdir=runs/sweep_nin_cifar10
@@ -40,6 +45,11 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("vote", _DEFAULTS.vote, "Bagging vote: average (softmax) or majority.")
 flags.DEFINE_float("fp32_accuracy", None, "Known FP32 test accuracy (0..1): skip the FP32 points.")
+flags.DEFINE_string(
+    "best_recipe", "",
+    "A second recipe for TentacleNet and bagging, as key=value overrides of this one, e.g. "
+    "block=react,rprelu=true,teacher=fp32 (teacher=fp32: distil from the seed's FP32 point).",
+)
 flags.DEFINE_string("workdir", None, "Output folder (default: runs/sweep_<model>_<dataset>).")
 flags.DEFINE_bool(
     "render_only", False, "Only redraw CSV, plots and table from the finished points."
@@ -76,6 +86,7 @@ def config_from_flags() -> experiments.SweepConfig:
         sampling=FLAGS.sampling,
         vote=FLAGS.vote,
         fp32_accuracy=FLAGS.fp32_accuracy,
+        best_recipe=experiments.best_recipe_from_flag(FLAGS.best_recipe),
     )
 
 

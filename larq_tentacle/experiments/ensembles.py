@@ -177,7 +177,7 @@ def member_builder(name: str, *, seed: int = 0, **build_kwargs) -> Callable[[int
 
     validation.no_unknown(
         build_kwargs,
-        ("num_classes", "input_shape", "init", "model_options"),
+        ("num_classes", "input_shape", "init", "model_options", "block", "rprelu"),
         where="member_builder",
     )
     options = dict(build_kwargs.pop("model_options", None) or {})

@@ -1,8 +1,10 @@
 """The points of a sweep: their ids, their files and the jobs that train them.
 
-A point is one (method, n, seed): the FP32 baseline (n = 1), a TentacleNet of n
-tentacles or a BENN of n members. Every finished point is one JSON file,
-`<workdir>/points/<id>.json`, so a rerun skips it.
+A point is one (method, n, seed, recipe): the FP32 baseline (n = 1), a TentacleNet of n
+tentacles or a BENN of n members, trained with the sweep's recipe ("paper") or, for
+TentacleNet and bagging, also with its `best_recipe` ("best"). Every finished point is
+one JSON file, `<workdir>/points/<id>.json`, so a rerun skips it; a point written before
+recipes existed has no `recipe` and is a "paper" point (`recipe_of`).
 
 Points and cost. A BENN of N members is the first N members of a larger ensemble:
 bootstrap bagging draws member k's sample from (seed, k) alone and SAMME is
@@ -27,8 +29,20 @@ LABELS = {
 }
 
 
-def point_id(method: str, n: int, seed: int) -> str:
-    return f"{method}_n{n}_s{seed}"
+def label(method: str, recipe: str = "paper") -> str:
+    """"TentacleNet", or "TentacleNet (best recipe)" for a best-recipe series."""
+    return LABELS[method] + ("" if recipe == "paper" else f" ({recipe} recipe)")
+
+
+def point_id(method: str, n: int, seed: int, recipe: str = "paper") -> str:
+    """tentaclenet_n3_s0 (the paper's recipe) or tentaclenet_best_n3_s0."""
+    tag = "" if recipe == "paper" else f"_{recipe}"
+    return f"{method}{tag}_n{n}_s{seed}"
+
+
+def recipe_of(point: dict) -> str:
+    """The recipe a point trained with: "paper" for points written before recipes existed."""
+    return point.get("recipe") or "paper"
 
 
 def load_points(workdir) -> List[dict]:
@@ -49,30 +63,38 @@ def load_points(workdir) -> List[dict]:
 def plan(config: SweepConfig) -> List[dict]:
     """The jobs of a sweep, in the order they run: each trains one model or one BENN pool.
 
-    Seeds are the outer loop, so a sweep stopped early still has whole curves.
+    Seeds are the outer loop, so a sweep stopped early still has whole curves. Within a
+    seed: FP32 (the teacher of a best recipe that distils), TentacleNet (paper, then
+    best), bagging (paper, then best), boosting (paper only).
     """
+    recipes = ("paper", "best") if config.best_recipe else ("paper",)
     jobs = []
     for seed in config.seeds:
         if config.fp32_accuracy is None:
-            jobs.append(_train_job("fp32", 1, seed))
-        jobs += [_train_job("tentaclenet", n, seed) for n in config.tentacles]
+            jobs.append(_train_job("fp32", 1, seed, "paper"))
+        for recipe in recipes:
+            jobs += [_train_job("tentaclenet", n, seed, recipe) for n in config.tentacles]
         for method in ("bagging", "boosting"):
             sizes = list(getattr(config, method))
-            if not sizes:
-                continue
-            if method == "bagging" and config.sampling == "partition":
-                jobs += [_pool_job(method, [n], seed) for n in sizes]
-            else:
-                jobs.append(_pool_job(method, sizes, seed))
+            for recipe in recipes if method == "bagging" and sizes else ("paper",):
+                if not sizes:
+                    continue
+                if method == "bagging" and config.sampling == "partition":
+                    jobs += [_pool_job(method, [n], seed, recipe) for n in sizes]
+                else:
+                    jobs.append(_pool_job(method, sizes, seed, recipe))
     return jobs
 
 
-def _train_job(method: str, n: int, seed: int) -> dict:
-    return dict(kind="train", method=method, n=n, seed=seed, points=[point_id(method, n, seed)])
-
-
-def _pool_job(method: str, sizes: List[int], seed: int) -> dict:
+def _train_job(method: str, n: int, seed: int, recipe: str) -> dict:
     return dict(
-        kind="pool", method=method, n=max(sizes), sizes=sizes, seed=seed,
-        points=[point_id(method, n, seed) for n in sizes],
+        kind="train", method=method, n=n, seed=seed, recipe=recipe,
+        points=[point_id(method, n, seed, recipe)],
+    )
+
+
+def _pool_job(method: str, sizes: List[int], seed: int, recipe: str) -> dict:
+    return dict(
+        kind="pool", method=method, n=max(sizes), sizes=sizes, seed=seed, recipe=recipe,
+        points=[point_id(method, n, seed, recipe) for n in sizes],
     )

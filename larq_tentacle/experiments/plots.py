@@ -8,14 +8,28 @@ from typing import List, Optional
 
 import numpy as np
 
-from larq_tentacle.experiments.plan import LABELS
+from larq_tentacle.experiments.plan import label, recipe_of
 from larq_tentacle.utils import atomic
 
+# One curve per (method, recipe): the best recipe's in a darker shade, same marker.
 _STYLE = {
-    "tentaclenet": dict(color="tab:blue", marker="o", linestyle="-"),
-    "bagging": dict(color="tab:orange", marker="s", linestyle="--"),
-    "boosting": dict(color="tab:green", marker="^", linestyle="--"),
+    ("tentaclenet", "paper"): dict(color="tab:blue", marker="o", linestyle="-"),
+    ("tentaclenet", "best"): dict(color="tab:red", marker="D", linestyle="-"),
+    ("bagging", "paper"): dict(color="tab:orange", marker="s", linestyle="--"),
+    ("bagging", "best"): dict(color="tab:purple", marker="s", linestyle="-."),
+    ("boosting", "paper"): dict(color="tab:green", marker="^", linestyle="--"),
+    ("boosting", "best"): dict(color="tab:olive", marker="^", linestyle="-."),
 }
+
+
+def _series(summary: List[dict], key):
+    """(style key, rows sorted by `key`) per (method, recipe) that has rows."""
+    for method, recipe in _STYLE:
+        rows = sorted(
+            (s for s in summary if s["method"] == method and recipe_of(s) == recipe), key=key
+        )
+        if rows:
+            yield (method, recipe), rows
 
 
 def _pyplot():
@@ -36,22 +50,16 @@ def plot_delta(summary: List[dict], path, *, title: str) -> None:
     """Fig. 3: Δ accuracy vs FP32 against n, mean with min–max band over seeds."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
-    for method in ("tentaclenet", "bagging", "boosting"):
-        rows = sorted(
-            (s for s in summary if s["method"] == method and s["delta_pp_mean"] is not None),
-            key=lambda s: s["n"],
-        )
-        if not rows:
-            continue
+    with_delta = [s for s in summary if s["delta_pp_mean"] is not None]
+    for (method, recipe), rows in _series(with_delta, key=lambda s: s["n"]):
         n = [s["n"] for s in rows]
         mean = np.array([s["delta_pp_mean"] for s in rows])
         offset = mean - np.array([s["accuracy_mean"] for s in rows])  # accuracy -> Δ
         low = np.array([s["accuracy_min"] for s in rows]) + offset
         high = np.array([s["accuracy_max"] for s in rows]) + offset
-        style = _STYLE[method]
+        style = _STYLE[(method, recipe)]
         unit = "tentacles" if method == "tentaclenet" else "members"
-        label = f"{LABELS[method]} (n = {unit})"
-        axis.plot(n, mean, label=label, **style)
+        axis.plot(n, mean, label=f"{label(method, recipe)} (n = {unit})", **style)
         axis.fill_between(n, low, high, color=style["color"], alpha=0.15, linewidth=0)
     axis.axhline(0.0, color="black", linestyle=":", linewidth=1, label="break-even (FP32)")
     axis.set_xlabel("n (tentacles / ensemble members)")
@@ -67,15 +75,12 @@ def plot_pareto(summary: List[dict], path, *, title: str, fp32: Optional[dict]) 
     """Accuracy against the paper's model size: the memory/accuracy trade-off per method."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
-    for method in ("tentaclenet", "bagging", "boosting"):
-        rows = sorted((s for s in summary if s["method"] == method), key=lambda s: s["paper_kb"])
-        if not rows:
-            continue
+    for (method, recipe), rows in _series(summary, key=lambda s: s["paper_kb"]):
         kb = [s["paper_kb"] for s in rows]
         mean = [s["accuracy_mean"] for s in rows]
         std = [s["accuracy_std"] for s in rows]
-        style = _STYLE[method]
-        axis.errorbar(kb, mean, yerr=std, label=LABELS[method], capsize=2, **style)
+        style = _STYLE[(method, recipe)]
+        axis.errorbar(kb, mean, yerr=std, label=label(method, recipe), capsize=2, **style)
         for s in rows:
             axis.annotate(str(s["n"]), (s["paper_kb"], s["accuracy_mean"]), fontsize=7,
                           xytext=(3, 3), textcoords="offset points", color=style["color"])

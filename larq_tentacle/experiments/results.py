@@ -2,8 +2,9 @@
 
 `render` writes into the workdir
 
-    sweep.csv               one row per (method, n, seed)
-    summary.csv             mean / std / 95% interval / min / max over seeds per (method, n)
+    sweep.csv               one row per (method, recipe, n, seed); recipe "paper" or "best"
+    summary.csv             mean / std / 95% interval / min / max over seeds per
+                            (method, recipe, n)
     fig3_delta.png          Δ accuracy vs FP32 as a function of n (Fig. 3)
     accuracy_vs_kb.png      accuracy vs the paper's size for every method (Pareto view)
     table2.md               Table 2: each method at break-even (or its best), kB, saving;
@@ -55,8 +56,9 @@ def render(
 
     # Returns
         `paths` of the written files, the `table2` rows, the `summary` rows, the
-        `paired` rows (TentacleNet vs BENN at equal memory, by seed) and the
-        `fp32_reference` accuracy (0..1, or None).
+        `paired` rows (TentacleNet vs BENN of its recipe at equal memory, by seed), the
+        `recipes` rows (best recipe vs the paper's, by seed; empty without a best recipe)
+        and the `fp32_reference` accuracy (0..1, or None).
     """
     workdir = os.fspath(workdir)
     points = load_points(workdir)
@@ -78,12 +80,13 @@ def render(
     plots.plot_delta(summary, paths["fig3_delta.png"], title=title)
     plots.plot_pareto(summary, paths["accuracy_vs_kb.png"], title=title, fp32=sized_fp32)
     paired = stats.paired_at_equal_memory(rows)
+    recipes = stats.paired_recipes(rows)
     report = tables.report_markdown(
         summary, points, title=title, fp32_row=sized_fp32, config=config, command=command,
-        session_wall_time_s=session_wall_time_s, paired=paired,
+        session_wall_time_s=session_wall_time_s, paired=paired, recipes=recipes,
     )
     atomic.write_text(paths["table2.md"], report)
     return dict(
         paths=paths, table2=tables.table2_rows(summary), summary=summary, paired=paired,
-        fp32_reference=reference,
+        recipes=recipes, fp32_reference=reference,
     )

@@ -5,8 +5,10 @@ and paired differences at equal memory.
 `fp32_accuracy` given), in percentage points, as in the paper's Fig. 3 and Table 2.
 The interval of a mean over seeds is Student's t (`confidence.mean_interval`). At equal
 memory, TentacleNet n and a BENN of N members with about the same paper size are
-compared seed by seed (same seed, same data split): the mean difference, its t
-interval and how many seeds TentacleNet wins.
+compared seed by seed (same seed, same data split), each with the BENN of its own
+recipe (a point's `recipe`: "paper", or "best" in a sweep with a best recipe): the mean
+difference, its t interval and how many seeds TentacleNet wins. `paired_recipes`
+compares the best recipe with the paper's at the same method and n, seed by seed.
 """
 
 from typing import Dict, List, Optional
@@ -14,25 +16,25 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from larq_tentacle.experiments.confidence import mean_interval, paired_difference
-from larq_tentacle.experiments.plan import METHODS
+from larq_tentacle.experiments.plan import METHODS, recipe_of
 
 # A BENN is "at equal memory" with a TentacleNet when their paper sizes differ by at most
 # this fraction of the TentacleNet's (TentacleNet n vs BENN N=n differ by ~1-2 %).
 EQUAL_MEMORY_TOLERANCE = 0.1
 
-# One row per point (sweep.csv) and one per (method, n) over the seeds (summary.csv).
+# One row per point (sweep.csv) and one per (method, recipe, n) over the seeds (summary.csv).
 CSV_COLUMNS = (
-    "model", "dataset", "method", "n", "seed", "test_accuracy", "fp32_accuracy", "delta_pp",
-    "paper_kb", "paper_kb_exact", "wall_time_s", "epochs_completed", "member_accuracies",
-    "input_shape", "point", "learning_rate",
+    "model", "dataset", "method", "recipe", "n", "seed", "test_accuracy", "fp32_accuracy",
+    "delta_pp", "paper_kb", "paper_kb_exact", "wall_time_s", "epochs_completed",
+    "member_accuracies", "input_shape", "point", "learning_rate", "teacher",
 )
 SUMMARY_COLUMNS = (
-    "method", "n", "seeds", "accuracy_mean", "accuracy_std", "accuracy_ci95_low",
+    "method", "recipe", "n", "seeds", "accuracy_mean", "accuracy_std", "accuracy_ci95_low",
     "accuracy_ci95_high", "accuracy_min", "accuracy_max", "delta_pp_mean", "delta_pp_std",
     "delta_pp_ci95", "paper_kb", "wall_time_s_mean",
 )
 PAIRED_COLUMNS = (
-    "n", "paper_kb", "method", "benn_n", "benn_paper_kb", "seeds", "diff_pp_mean",
+    "recipe", "n", "paper_kb", "method", "benn_n", "benn_paper_kb", "seeds", "diff_pp_mean",
     "diff_pp_ci95_low", "diff_pp_ci95_high", "wins", "ties", "losses",
 )
 
@@ -49,8 +51,12 @@ def rows_with_delta(points: List[dict], reference: Optional[float]) -> List[dict
     """The sweep.csv rows: every point with the FP32 reference and its Δ (pp)."""
     rows = []
     order = {m: i for i, m in enumerate(METHODS)}
-    for point in sorted(points, key=lambda p: (order.get(p["method"], 9), p["n"], p["seed"])):
+    def key(point):
+        return order.get(point["method"], 9), recipe_of(point) != "paper", point["n"], point["seed"]
+
+    for point in sorted(points, key=key):
         row = {column: point.get(column) for column in CSV_COLUMNS}
+        row["recipe"] = recipe_of(point)
         row["fp32_accuracy"] = reference
         row["delta_pp"] = (
             None if reference is None else 100.0 * (point["test_accuracy"] - reference)
@@ -60,19 +66,23 @@ def rows_with_delta(points: List[dict], reference: Optional[float]) -> List[dict
 
 
 def summarize(rows: List[dict]) -> List[dict]:
-    """Mean / std / min / max over seeds per (method, n)."""
+    """Mean / std / min / max over seeds per (method, recipe, n)."""
     groups: Dict[tuple, List[dict]] = {}
     for row in rows:
-        groups.setdefault((row["method"], row["n"]), []).append(row)
-    return [_summary_row(method, n, members) for (method, n), members in groups.items()]
+        groups.setdefault((row["method"], recipe_of(row), row["n"]), []).append(row)
+    return [
+        _summary_row(method, recipe, n, members)
+        for (method, recipe, n), members in groups.items()
+    ]
 
 
-def _summary_row(method: str, n: int, members: List[dict]) -> dict:
+def _summary_row(method: str, recipe: str, n: int, members: List[dict]) -> dict:
     accuracy = np.array([100.0 * r["test_accuracy"] for r in members])
     interval = mean_interval(accuracy)
     deltas = [r["delta_pp"] for r in members if r["delta_pp"] is not None]
     return dict(
         method=method,
+        recipe=recipe,
         n=n,
         seeds=len(members),
         accuracy_mean=float(accuracy.mean()),
@@ -100,39 +110,73 @@ def _spread(deltas: List[float]) -> Optional[float]:
 def paired_at_equal_memory(
     rows: List[dict], *, tolerance: float = EQUAL_MEMORY_TOLERANCE
 ) -> List[dict]:
-    """TentacleNet n minus the BENN of about its paper size, paired by seed (pp).
+    """TentacleNet n minus the BENN of about its paper size and of its recipe, by seed (pp).
 
-    For every TentacleNet n and BENN method, the BENN size N nearest in paper kB is
-    taken if it is within `tolerance` of TentacleNet's size; seeds both have are paired.
-    Each row: n, paper_kb, method, benn_n, benn_paper_kb, seeds, diff_pp_mean, its 95%
-    t interval (None for one seed) and wins / ties / losses of TentacleNet over seeds.
+    For every TentacleNet (recipe, n) and BENN method with points of that recipe, the BENN
+    size N nearest in paper kB is taken if it is within `tolerance` of TentacleNet's size;
+    seeds both have are paired. Each row: recipe, n, paper_kb, method, benn_n,
+    benn_paper_kb, seeds, diff_pp_mean, its 95% t interval (None for one seed) and
+    wins / ties / losses of TentacleNet over seeds.
     """
-    by_point = {(r["method"], r["n"], r["seed"]): 100.0 * r["test_accuracy"] for r in rows}
-    sizes = {(r["method"], r["n"]): r["paper_kb"] for r in rows}
+    accuracies = _accuracies_by_seed(rows)
+    sizes = {(r["method"], recipe_of(r), r["n"]): r["paper_kb"] for r in rows}
     paired = []
-    for n in sorted({r["n"] for r in rows if r["method"] == "tentaclenet"}):
-        kb = sizes[("tentaclenet", n)]
+    for recipe, n in sorted({(recipe_of(r), r["n"]) for r in rows
+                             if r["method"] == "tentaclenet"}, key=lambda k: (k[0] != "paper", k)):
+        kb = sizes[("tentaclenet", recipe, n)]
         for method in ("bagging", "boosting"):
-            candidates = [(m_n, m_kb) for (m, m_n), m_kb in sizes.items() if m == method]
+            candidates = [(m_n, m_kb) for (m, m_r, m_n), m_kb in sizes.items()
+                          if m == method and m_r == recipe]
             if not candidates:
                 continue
             benn_n, benn_kb = min(candidates, key=lambda c: (abs(c[1] - kb), c[0]))
             if abs(benn_kb - kb) > tolerance * kb:
                 continue
-            seeds = sorted(
-                seed for (m, m_n, seed) in by_point
-                if m == "tentaclenet" and m_n == n and (method, benn_n, seed) in by_point
-            )
-            if not seeds:
-                continue
-            result = paired_difference(
-                [by_point[("tentaclenet", n, s)] for s in seeds],
-                [by_point[(method, benn_n, s)] for s in seeds],
-            )
-            paired.append(dict(
-                n=n, paper_kb=kb, method=method, benn_n=benn_n, benn_paper_kb=benn_kb,
-                seeds=len(seeds), diff_pp_mean=result["mean"], diff_pp_ci95_low=result["low"],
-                diff_pp_ci95_high=result["high"], wins=result["wins"], ties=result["ties"],
-                losses=result["losses"],
-            ))
+            result = _paired(accuracies[("tentaclenet", recipe, n)],
+                             accuracies[(method, recipe, benn_n)])
+            if result is not None:
+                paired.append(dict(recipe=recipe, n=n, paper_kb=kb, method=method,
+                                   benn_n=benn_n, benn_paper_kb=benn_kb, **result))
     return paired
+
+
+def paired_recipes(rows: List[dict]) -> List[dict]:
+    """The best recipe minus the paper's, per method and n, paired by seed (pp).
+
+    Each row: method, n, paper_kb (the paper recipe's), best_paper_kb, seeds,
+    diff_pp_mean, its 95% t interval and wins / ties / losses of the best recipe.
+    """
+    accuracies = _accuracies_by_seed(rows)
+    sizes = {(r["method"], recipe_of(r), r["n"]): r["paper_kb"] for r in rows}
+    paired = []
+    order = {m: i for i, m in enumerate(METHODS)}
+    for method, recipe, n in sorted(accuracies, key=lambda k: (order.get(k[0], 9), k[2])):
+        if recipe != "best" or (method, "paper", n) not in accuracies:
+            continue
+        result = _paired(accuracies[(method, "best", n)], accuracies[(method, "paper", n)])
+        if result is not None:
+            paired.append(dict(method=method, n=n, paper_kb=sizes[(method, "paper", n)],
+                               best_paper_kb=sizes[(method, "best", n)], **result))
+    return paired
+
+
+def _accuracies_by_seed(rows: List[dict]) -> Dict[tuple, Dict[int, float]]:
+    """{(method, recipe, n): {seed: accuracy %}}."""
+    accuracies: Dict[tuple, Dict[int, float]] = {}
+    for r in rows:
+        key = (r["method"], recipe_of(r), r["n"])
+        accuracies.setdefault(key, {})[r["seed"]] = 100.0 * r["test_accuracy"]
+    return accuracies
+
+
+def _paired(first: Dict[int, float], second: Dict[int, float]) -> Optional[dict]:
+    """first - second over the seeds both have (None if none): mean, interval, wins."""
+    seeds = sorted(set(first) & set(second))
+    if not seeds:
+        return None
+    result = paired_difference([first[s] for s in seeds], [second[s] for s in seeds])
+    return dict(
+        seeds=len(seeds), diff_pp_mean=result["mean"], diff_pp_ci95_low=result["low"],
+        diff_pp_ci95_high=result["high"], wins=result["wins"], ties=result["ties"],
+        losses=result["losses"],
+    )

@@ -8,8 +8,14 @@ once, so a rerun skips it (`plan`); `results.render` then writes the CSVs, the p
 and Table 2.
 
 Every training run keeps its folder under `<workdir>/runs/`: the point id for an FP32
-or TentacleNet point, `<method>_pool_s<seed>` for a BENN pool (the point id for
-partition bagging), with a `member<k>` folder and `member<k>.h5` per member.
+or TentacleNet point, `<method>_pool_s<seed>` for a BENN pool (`<method>_best_pool_s<seed>`
+with the best recipe; the point id for partition bagging), with a `member<k>` folder and
+`member<k>.h5` per member.
+
+With a `best_recipe` (experiments/best_recipe.py) the TentacleNet and bagging points are
+trained twice, with the paper's recipe and the best one; a best recipe with
+`teacher=fp32` distils every such point, and every bagging member, from the seed's FP32
+point (`teacher_dir`), which the plan trains first.
 """
 
 import dataclasses
@@ -25,12 +31,14 @@ from larq_tentacle.core.size import displayed_kb, paper_size_kb
 from larq_tentacle.data import pipeline as data
 from larq_tentacle.data import streaming
 from larq_tentacle.experiments import ensembles
+from larq_tentacle.experiments.best_recipe import TEACHER_KEY
 from larq_tentacle.experiments.plan import plan, point_id
 from larq_tentacle.experiments.results import render, write_csv
 from larq_tentacle.experiments.sweep_config import SweepConfig, check_workdir
 from larq_tentacle.experiments.sweep_folder import SweepFolder
-from larq_tentacle.training import callbacks
+from larq_tentacle.training import callbacks, distillation
 from larq_tentacle.training import loop as training
+from larq_tentacle.training.config import TrainConfig
 from larq_tentacle.utils import atomic
 from larq_tentacle.utils.run_folder import RunFolder
 from larq_tentacle.utils.seeding import seed_everything
@@ -108,9 +116,30 @@ class _NoBar:
         pass
 
 
+def teacher_dir(workdir, seed: int) -> str:
+    """The run folder of the seed's FP32 point: the teacher of its best-recipe points."""
+    return SweepFolder(workdir).run(point_id("fp32", 1, seed)).path
+
+
+def job_config(config: SweepConfig, workdir, job: dict, **overrides) -> TrainConfig:
+    """The TrainConfig a job's runs train with: its recipe, its seed, its teacher."""
+    recipe = job.get("recipe", "paper")
+    if recipe == "best" and TEACHER_KEY in config.best_recipe:
+        overrides.setdefault("teacher", teacher_dir(workdir, job["seed"]))
+    overrides.setdefault("seed", job["seed"])
+    return config.train_config(recipe=recipe, **overrides)
+
+
 def _base_record(config: SweepConfig, job: dict, n: int) -> dict:
+    recipe = job.get("recipe", "paper")
+    point = point_id(job["method"], n, job["seed"], recipe)
     return dict(model=config.model, dataset=config.dataset, method=job["method"], n=n,
-                seed=job["seed"], point=point_id(job["method"], n, job["seed"]))
+                seed=job["seed"], recipe=recipe, point=point)
+
+
+def _teacher_record(train_config: TrainConfig, seed: int) -> dict:
+    """The point's teacher as a point id (None without distillation)."""
+    return dict(teacher=point_id("fp32", 1, seed) if train_config.teacher else None)
 
 
 def _train_point(config: SweepConfig, workdir, job: dict, *, verbose: int) -> dict:
@@ -118,10 +147,11 @@ def _train_point(config: SweepConfig, workdir, job: dict, *, verbose: int) -> di
     if job["method"] == "fp32":
         train_config = config.train_config(precision="float", seed=job["seed"], fp32_accuracy=None)
     else:
-        train_config = config.train_config(tentacles=job["n"], seed=job["seed"])
+        train_config = job_config(config, workdir, job, tentacles=job["n"])
     run = SweepFolder(workdir).run(job["points"][0])
     report = training.train(train_config, run.path, verbose=verbose)
     record = _base_record(config, job, job["n"])
+    record.update(_teacher_record(train_config, job["seed"]))
     record.update(
         test_accuracy=report["test_accuracy"],
         paper_kb=report["paper_size_kb"],
@@ -137,28 +167,35 @@ def _train_point(config: SweepConfig, workdir, job: dict, *, verbose: int) -> di
     return record
 
 
-def member_fit(config: SweepConfig, bundle, seed: int, augment, verbose: int):
-    """`fit` for ensembles: `training.fit_model` on the member's data, best weights kept."""
+def member_fit(config: SweepConfig, bundle, seed: int, augment, verbose: int, *,
+               pool_config: TrainConfig = None, teacher=None):
+    """`fit` for ensembles: `training.fit_stages` on the member's data, best weights kept.
+
+    `pool_config` is the TrainConfig of the pool's recipe (default: the paper's, of
+    `seed`), `teacher` the loaded model its members distil from (with a teacher recipe).
+    """
+    pool_config = pool_config or config.train_config(tentacles=1, seed=seed)
 
     def fit(model, x, y, *, sample_weight=None, index=1, workdir=None):
         started = time.time()
         member_seed = seed * 1000 + index
-        train_config = config.train_config(tentacles=1, seed=member_seed).resolved()
+        train_config = dataclasses.replace(pool_config, seed=member_seed).resolved()
         train_data = data.make_dataset(
-            x, y, batch_size=config.batch_size, training=True, seed=member_seed, augment=augment,
-            sample_weight=sample_weight,
+            x, y, batch_size=train_config.batch_size, training=True, seed=member_seed,
+            augment=augment, sample_weight=sample_weight,
         )
-        training.fit_model(model, (train_data, bundle.validation), config=train_config,
-                           workdir=workdir, verbose=verbose)
+        training.fit_stages(model, (train_data, bundle.validation), config=train_config,
+                            workdir=workdir, teacher=teacher, verbose=verbose)
         # Score the weights with the lowest val_loss, as `training.train` does for every
         # other point.
         run = RunFolder(workdir)
         best = load_model(run.best_model, compile=False)
         model.set_weights(best.get_weights())
-        rows = callbacks.read_history(run.history)
+        epochs = len(callbacks.read_history(run.history))
+        if train_config.stages == 2:
+            epochs += len(callbacks.read_history(RunFolder(run.file("stage1")).history))
         run.write_json(
-            run.member_report,
-            dict(wall_time_s=time.time() - started, epochs_completed=len(rows)),
+            run.member_report, dict(wall_time_s=time.time() - started, epochs_completed=epochs)
         )
 
     return fit
@@ -167,22 +204,34 @@ def member_fit(config: SweepConfig, bundle, seed: int, augment, verbose: int):
 def _pool_points(config: SweepConfig, workdir, job: dict, *, verbose: int) -> List[dict]:
     """Train (or reload) one BENN pool and score every ensemble size it serves."""
     seed = job["seed"]
-    bundle, input_shape, augment = _pool_data(config, seed)
+    pool_config = job_config(config, workdir, job, tentacles=1)
+    bundle, input_shape, augment = _pool_data(config, pool_config)
     partition = job["method"] == "bagging" and config.sampling == "partition"
-    name = job["points"][0] if partition else f"{job['method']}_pool_s{seed}"
+    tag = "" if job.get("recipe", "paper") == "paper" else f"_{job['recipe']}"
+    name = job["points"][0] if partition else f"{job['method']}{tag}_pool_s{seed}"
     folder = SweepFolder(workdir)
     pool_dir = folder.run(name).path
-    result = _train_pool(config, job, bundle, input_shape, augment, pool_dir, verbose=verbose)
+    teacher = None
+    if pool_config.teacher:
+        teacher = distillation.load_teacher(
+            pool_config.teacher, input_shape=input_shape, num_classes=bundle.num_classes
+        )
+    fit = member_fit(config, bundle, seed, augment, verbose, pool_config=pool_config,
+                     teacher=teacher)
+    result = _train_pool(config, job, bundle, input_shape, pool_config, fit, pool_dir)
     records = _score_sizes(config, job, result, bundle.arrays, pool_dir, input_shape)
+    for record in records:
+        record.update(_teacher_record(pool_config, seed))
     # The largest ensemble as one deployable object (members + vote in one graph).
     largest = result.prefix(job["n"])
     ensembles.save(largest, folder.ensemble(name, job["method"], job["n"]))
     return records
 
 
-def _pool_data(config: SweepConfig, seed: int):
+def _pool_data(config: SweepConfig, train_config: TrainConfig):
     """(dataset bundle with in-memory arrays, input shape, augmentation) of a pool's members."""
-    train_config = config.train_config(tentacles=1, seed=seed).resolved()
+    train_config = train_config.resolved()
+    seed = train_config.seed
     spec = get_spec(config.model)
     source = data.open_dataset(
         train_config.dataset, data_dir=config.data_dir, seed=seed,
@@ -200,15 +249,15 @@ def _pool_data(config: SweepConfig, seed: int):
     return dataclasses.replace(bundle, arrays=arrays), input_shape, augment
 
 
-def _train_pool(config: SweepConfig, job: dict, bundle, input_shape, augment, pool_dir, *,
-                verbose: int) -> ensembles.BennResult:
+def _train_pool(config: SweepConfig, job: dict, bundle, input_shape, pool_config, fit,
+                pool_dir) -> ensembles.BennResult:
     """The job's largest ensemble; members already in `pool_dir` are reloaded."""
     seed = job["seed"]
     builder = ensembles.member_builder(
         config.model, seed=seed, num_classes=bundle.num_classes, input_shape=input_shape,
-        init=config.init, model_options=config.model_options,
+        init=config.init, model_options=config.model_options, block=pool_config.block,
+        rprelu=pool_config.rprelu,
     )
-    fit = member_fit(config, bundle, seed, augment, verbose)
     arrays = bundle.arrays
     if job["method"] == "bagging":
         return ensembles.train_bagging(

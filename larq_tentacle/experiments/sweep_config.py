@@ -11,6 +11,12 @@ import dataclasses
 from typing import Optional, Sequence
 
 from larq_tentacle.data.sources import check_name, short_name
+from larq_tentacle.experiments.best_recipe import (
+    RECIPES,
+    TEACHER_KEY,
+    apply_best_recipe,
+    check_best_recipe,
+)
 from larq_tentacle.experiments.ensembles import BAGGING_VOTES, SAMPLINGS
 from larq_tentacle.experiments.sweep_folder import SweepFolder
 from larq_tentacle.training.config import TrainConfig
@@ -36,6 +42,9 @@ class SweepConfig(Recipe):
         sampling: bagging's "bootstrap" (with replacement) or "partition" (disjoint parts).
         vote: bagging's "average" (softmax) or "majority".
         fp32_accuracy: a known FP32 test accuracy (0..1); then no FP32 point is trained.
+        best_recipe: a second recipe as overrides of this one (`experiments.best_recipe`),
+            e.g. dict(block="react", teacher="fp32"): every TentacleNet n and bagging N
+            is then also trained with it (points with recipe "best"); empty: none.
         epochs, batch_size, learning_rate, optimizer, lr_patience, lr_factor, augment,
             fused, deterministic, lr_grid: the training recipe (keywords only), see
             `Recipe`; `fused` is the form the TentacleNet points train in (the FP32 point
@@ -59,6 +68,7 @@ class SweepConfig(Recipe):
     sampling: str = "bootstrap"
     vote: str = "average"
     fp32_accuracy: Optional[float] = None
+    best_recipe: dict = dataclasses.field(default_factory=dict)
 
     def resolved(self) -> "SweepConfig":
         """A checked copy (lists sorted and deduplicated); errors name the bad field."""
@@ -73,6 +83,14 @@ class SweepConfig(Recipe):
             model_options=dict(self.model_options or {}),
             lr_grid=lr_grid_from_flag(self.lr_grid),
         )
+        best = check_best_recipe(self.best_recipe, config)
+        config = dataclasses.replace(config, best_recipe=best)
+        if TEACHER_KEY in config.best_recipe and config.fp32_accuracy is not None:
+            raise ValueError(
+                f"best_recipe teacher=fp32 distils from the seed's FP32 point, but "
+                f"fp32_accuracy={config.fp32_accuracy!r} skips the FP32 points. Fix: drop "
+                "fp32_accuracy, or teacher=fp32 from best_recipe."
+            )
         if not config.seeds:
             raise ValueError("`seeds` is empty. Fix: pass at least one seed, e.g. seeds=[0, 1, 2].")
         if config.seed != 0:
@@ -86,13 +104,22 @@ class SweepConfig(Recipe):
         train = config.train_config(tentacles=1, seed=config.seeds[0]).resolved()
         return dataclasses.replace(config, dataset=train.dataset)
 
-    def train_config(self, **overrides) -> TrainConfig:
+    def train_config(self, *, recipe: str = "paper", **overrides) -> TrainConfig:
         """The `TrainConfig` of one run of this sweep; `overrides` set its other fields.
 
-        The run trains with this sweep's recipe; pass its `seed` (one of `seeds`).
+        The run trains with this sweep's recipe ("paper") or its `best_recipe` ("best");
+        pass its `seed` (one of `seeds`) and, for a best recipe with a teacher, the
+        `teacher` (the seed's FP32 run folder).
         """
+        recipe = validation.choice("recipe", recipe, RECIPES)
+        source = self if recipe == "paper" else apply_best_recipe(self, self.best_recipe)
+        if recipe == "best" and TEACHER_KEY in self.best_recipe and not overrides.get("teacher"):
+            raise ValueError(
+                "The best recipe distils from the seed's FP32 point: pass teacher=<its run "
+                "folder> (experiments.sweep.teacher_dir)."
+            )
         fields = dict(
-            dataclasses.asdict(self.recipe()),
+            dataclasses.asdict(source.recipe()),
             model=self.model,
             dataset=self.dataset,
             data_dir=self.data_dir,
@@ -151,6 +178,8 @@ def check_workdir(workdir, config: SweepConfig) -> None:
         known = {**SweepConfig(model=config.model).to_dict(), **previous}
         fixed = [k for k in known if k not in _EXTENSIBLE + ("data_dir", "cache_mb")]
         changed = [k for k in fixed if known.get(k) != current.get(k)]
+        if not (known["best_recipe"] and current["best_recipe"]) and "best_recipe" in changed:
+            changed.remove("best_recipe")
         if changed:
             details = ", ".join(
                 f"{k}: {known.get(k)!r} -> {current.get(k)!r}" for k in changed
@@ -161,6 +190,8 @@ def check_workdir(workdir, config: SweepConfig) -> None:
             )
         for key in _EXTENSIBLE:
             current[key] = sorted(set(previous.get(key, [])) | set(current[key]))
+        # A sweep without a best recipe may get one; a rerun without it keeps the stored.
+        current["best_recipe"] = current["best_recipe"] or known["best_recipe"]
     folder.write_json(folder.config, current)
 
 

@@ -3,7 +3,8 @@
     sweep_config.json   the sweep's config (the union of every list run here)
     points/<id>.json    one finished point (method, n, seed), written atomically
     runs/<name>/        the run folder of a training run: the point id of an FP32 or
-                        TentacleNet point, `<method>_pool_s<seed>` of a BENN pool (the
+                        TentacleNet point, `<method>_pool_s<seed>` of a BENN pool
+                        (`<method>_best_pool_s<seed>` with the best recipe; the
                         point id for partition bagging), with its `member<k>` folders
                         and `benn_<method>_n<N>.h5`, the pool's largest ensemble
     sweep.csv, summary.csv, fig3_delta.png, accuracy_vs_kb.png, table2.md

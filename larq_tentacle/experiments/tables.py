@@ -3,13 +3,17 @@
 Table 2 of the paper puts each method at its break-even point with FP32 (the smallest
 n whose mean Δ ≥ 0), otherwise at its best mean accuracy, with its paper size.
 Accuracies are mean ± the half-width of the 95% Student-t interval over seeds; at equal
-memory, TentacleNet and BENN are also compared seed by seed (`paired_markdown`).
+memory, TentacleNet and BENN are also compared seed by seed (`paired_markdown`). A sweep
+with a best recipe has every view for both recipes ("TentacleNet (best recipe)"), each
+TentacleNet next to the BENN of its own recipe, and the best recipe against the paper's
+(`recipes_markdown`).
 """
 
 import json
 from typing import List, Optional
 
-from larq_tentacle.experiments.plan import LABELS, METHODS
+from larq_tentacle.experiments.best_recipe import describe
+from larq_tentacle.experiments.plan import LABELS, METHODS, label, recipe_of
 from larq_tentacle.utils.tables import markdown_table
 
 
@@ -22,8 +26,12 @@ def table2_rows(summary: List[dict]) -> List[dict]:
     see `equal_memory_markdown`).
     """
     rows = []
-    for method in ("bagging", "boosting", "tentaclenet"):
-        candidates = sorted((s for s in summary if s["method"] == method), key=lambda s: s["n"])
+    for method, recipe in [(m, r) for m in ("bagging", "boosting", "tentaclenet")
+                           for r in ("paper", "best")]:
+        candidates = sorted(
+            (s for s in summary if s["method"] == method and recipe_of(s) == recipe),
+            key=lambda s: s["n"],
+        )
         if not candidates:
             continue
         even = [
@@ -36,8 +44,9 @@ def table2_rows(summary: List[dict]) -> List[dict]:
             chosen = next(s for s in candidates if s["accuracy_mean"] == best)
             criterion = "best accuracy"
         rows.append(dict(chosen, criterion=criterion))
-    benn_even = [r for r in rows if r["method"] != "tentaclenet" and r["criterion"] == "break-even"]
     for row in rows:
+        benn_even = [r for r in rows if r["method"] != "tentaclenet"
+                     and r["criterion"] == "break-even" and recipe_of(r) == recipe_of(row)]
         row["saving"] = _saving(row, benn_even) if row["method"] == "tentaclenet" else ""
     return rows
 
@@ -52,29 +61,37 @@ def _saving(tentaclenet: dict, benn_even: List[dict]) -> str:
 
 
 def equal_memory_markdown(summary: List[dict]) -> str:
-    """Each TentacleNet point next to the BENN point of each method closest in paper kB."""
-    benn = {m: [s for s in summary if s["method"] == m] for m in ("bagging", "boosting")}
+    """Each TentacleNet point next to the BENN point of each method (and of its recipe)
+    closest in paper kB."""
 
-    def nearest(method, kb):
-        if not benn[method]:
+    def nearest(method, recipe, kb):
+        benn = [s for s in summary if s["method"] == method and recipe_of(s) == recipe]
+        if not benn:
             return "-"
-        row = min(benn[method], key=lambda s: (abs(s["paper_kb"] - kb), s["n"]))
+        row = min(benn, key=lambda s: (abs(s["paper_kb"] - kb), s["n"]))
         return f"N={row['n']} ({row['paper_kb']} kB): {_accuracy_cell(row)}"
 
     tentaclenets = sorted(
-        (s for s in summary if s["method"] == "tentaclenet"), key=lambda s: s["n"]
+        (s for s in summary if s["method"] == "tentaclenet"),
+        key=lambda s: (recipe_of(s) != "paper", s["n"]),
     )
     rows = [
-        dict(n=s["n"], kb=s["paper_kb"], tn=_accuracy_cell(s),
-             bagging=nearest("bagging", s["paper_kb"]), boosting=nearest("boosting", s["paper_kb"]))
+        dict(recipe=recipe_of(s), n=s["n"], kb=s["paper_kb"], tn=_accuracy_cell(s),
+             bagging=nearest("bagging", recipe_of(s), s["paper_kb"]),
+             boosting=nearest("boosting", recipe_of(s), s["paper_kb"]))
         for s in tentaclenets
     ]
-    return markdown_table(
-        rows,
-        ["n", "kb", "tn", "bagging", "boosting"],
-        ["tentacles", "paper kB", "TentacleNet accuracy % (mean ± 95% CI)",
-         "BENN bagging, nearest size", "BENN boosting, nearest size"],
-    )
+    columns = ["n", "kb", "tn", "bagging", "boosting"]
+    headers = ["tentacles", "paper kB", "TentacleNet accuracy % (mean ± 95% CI)",
+               "BENN bagging, nearest size", "BENN boosting, nearest size"]
+    return markdown_table(rows, *_with_recipe(rows, columns, headers))
+
+
+def _with_recipe(rows: List[dict], columns: List[str], headers: List[str]) -> tuple:
+    """A leading recipe column when the rows have more than the paper's recipe."""
+    if all(row["recipe"] == "paper" for row in rows):
+        return columns, headers
+    return ["recipe"] + columns, ["recipe"] + headers
 
 
 def _accuracy_cell(row) -> str:
@@ -90,18 +107,38 @@ def paired_markdown(paired: List[dict]) -> str:
         return "No BENN point within 10% of a TentacleNet's paper size."
     rows = [
         dict(
-            n=p["n"], kb=p["paper_kb"], benn=f"{LABELS[p['method']]} N={p['benn_n']} "
-            f"({p['benn_paper_kb']} kB)", seeds=p["seeds"], diff=f"{p['diff_pp_mean']:+.2f}",
-            interval="n/a (1 seed)" if p["diff_pp_ci95_low"] is None
-            else f"[{p['diff_pp_ci95_low']:+.2f}, {p['diff_pp_ci95_high']:+.2f}]",
-            wins=f"{p['wins']} / {p['ties']} / {p['losses']}",
+            recipe=recipe_of(p), n=p["n"], kb=p["paper_kb"],
+            benn=f"{label(p['method'], recipe_of(p))} N={p['benn_n']} ({p['benn_paper_kb']} kB)",
+            **_paired_cells(p),
         )
         for p in paired
     ]
+    columns = ["n", "kb", "benn", "seeds", "diff", "interval", "wins"]
+    headers = ["tentacles", "paper kB", "vs (equal memory)", "paired seeds",
+               "TentacleNet − BENN (pp, mean)", "95% CI", "TentacleNet wins / ties / losses"]
+    return markdown_table(rows, *_with_recipe(rows, columns, headers))
+
+
+def _paired_cells(p: dict) -> dict:
+    return dict(
+        seeds=p["seeds"], diff=f"{p['diff_pp_mean']:+.2f}",
+        interval="n/a (1 seed)" if p["diff_pp_ci95_low"] is None
+        else f"[{p['diff_pp_ci95_low']:+.2f}, {p['diff_pp_ci95_high']:+.2f}]",
+        wins=f"{p['wins']} / {p['ties']} / {p['losses']}",
+    )
+
+
+def recipes_markdown(paired: List[dict]) -> str:
+    """The best recipe minus the paper's at the same method and n (`stats.paired_recipes`)."""
+    rows = [
+        dict(method=LABELS[p["method"]], n=p["n"], kb=f"{p['paper_kb']} / {p['best_paper_kb']}",
+             **_paired_cells(p))
+        for p in paired
+    ]
     return markdown_table(
-        rows, ["n", "kb", "benn", "seeds", "diff", "interval", "wins"],
-        ["tentacles", "paper kB", "vs (equal memory)", "paired seeds",
-         "TentacleNet − BENN (pp, mean)", "95% CI", "TentacleNet wins / ties / losses"],
+        rows, ["method", "n", "kb", "seeds", "diff", "interval", "wins"],
+        ["method", "n", "paper kB (paper / best recipe)", "paired seeds",
+         "best − paper recipe (pp, mean)", "95% CI", "best recipe wins / ties / losses"],
     )
 
 
@@ -113,7 +150,7 @@ def table2_markdown(summary: List[dict], *, fp32_row: Optional[dict] = None) -> 
     """Table 2 (`table2_rows`), below the FP32 reference row when `fp32_row` is given."""
     rows = [
         dict(
-            method=LABELS[row["method"]],
+            method=label(row["method"], recipe_of(row)),
             n=row["n"],
             delta=f"{_fmt(row['delta_pp_mean'])} ± {_fmt(row.get('delta_pp_ci95'), '.2f')}",
             accuracy=f"{row['accuracy_mean']:.2f}",
@@ -140,7 +177,7 @@ def summary_markdown(summary: List[dict]) -> str:
     order = {m: i for i, m in enumerate(METHODS)}
     rows = [
         dict(
-            method=LABELS[s["method"]],
+            method=label(s["method"], recipe_of(s)),
             n=s["n"],
             seeds=s["seeds"],
             accuracy=_accuracy_cell(s),
@@ -150,7 +187,9 @@ def summary_markdown(summary: List[dict]) -> str:
             kb=s["paper_kb"],
             time=f"{s['wall_time_s_mean']:.0f}",
         )
-        for s in sorted(summary, key=lambda s: (order.get(s["method"], 9), s["n"]))
+        for s in sorted(
+            summary, key=lambda s: (order.get(s["method"], 9), recipe_of(s) != "paper", s["n"])
+        )
     ]
     return markdown_table(
         rows,
@@ -170,8 +209,10 @@ def report_markdown(
     command: Optional[str] = None,
     session_wall_time_s: Optional[float] = None,
     paired: Optional[List[dict]] = None,
+    recipes: Optional[List[dict]] = None,
 ) -> str:
-    """table2.md: Table 2, the equal-memory views, every point, the command and the config."""
+    """table2.md: Table 2, the equal-memory views, the recipes compared (`recipes`, rows of
+    `stats.paired_recipes`), every point, the command and the config."""
     reference = "(given)." if config.get("fp32_accuracy") is not None else (
         "(mean FP32 test accuracy over the seeds).")
     compute = sum(p["wall_time_s"] for p in points)
@@ -181,6 +222,7 @@ def report_markdown(
         "Table 2 of the paper, recomputed: each method at its break-even point with FP32 "
         "(smallest n whose mean Δ ≥ 0), otherwise at its best mean accuracy. Δ in percentage "
         "points against the FP32 reference " + reference,
+        *_recipe_lines(config, recipes),
         "",
         table2_markdown(summary, fp32_row=fp32_row),
         "",
@@ -213,6 +255,20 @@ def report_markdown(
         lines += ["", "Sweep config:", "", "```json", json.dumps(config, indent=2, sort_keys=True),
                   "```"]
     return "\n".join(lines) + "\n"
+
+
+def _recipe_lines(config: dict, recipes: Optional[List[dict]]) -> List[str]:
+    """What "best recipe" means in this sweep, and best vs paper paired by seed."""
+    best = config.get("best_recipe")
+    if not best and not recipes:
+        return []
+    teacher = (" (teacher=fp32: distilled from the FP32 point of the same seed)"
+               if "teacher" in (best or {}) else "")
+    lines = ["", f"Two recipes: *paper*, the sweep's recipe, and *best recipe*, the same with "
+             f"{describe(best) or '?'}{teacher}. Each TentacleNet is compared with the BENN of "
+             "its own recipe (boosting: paper only).", "", "## Best recipe vs the paper's, "
+             "paired by seed", ""]
+    return lines + [recipes_markdown(recipes or [])]
 
 
 def _fp32_learning_rates(points: List[dict]) -> List[str]:

@@ -19,7 +19,7 @@ from larq_tentacle.core import int8 as core_int8
 from larq_tentacle.deploy import int8 as deploy_int8
 from larq_tentacle.deploy import tflite_file
 from larq_tentacle.deploy.verification import lce_interpreter
-from larq_tentacle.utils.seeding import seed_everything
+from larq_tentacle.utils.seeding import seed_everything, use_deterministic_ops
 
 SHAPE = (16, 16, 1)
 _CACHE = {}
@@ -35,9 +35,15 @@ def _digits(shape):
 def int8_case(tmp_path_factory):
     if "fernet" not in _CACHE:
         raw, labels, preprocessing, x = _digits(SHAPE)
+        # Deterministic ops as every lt.train run in this process has them: the model (and
+        # so the verification) is then the same whichever tests ran first.
+        use_deterministic_ops(True)
         seed_everything(2)
         model = lt.build("fernet", tentacles=2, num_classes=10, input_shape=SHAPE)
-        short_fit(model, x, labels)
+        # Trained past the chaotic start (4 steps left the int8 file agreeing on 97-100 % of
+        # the inputs depending on which tests ran before): 5 epochs over 1024 images.
+        model.compile(tf.keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+        model.fit(x[:1024], labels[:1024], batch_size=64, epochs=5, verbose=0)
         path = str(tmp_path_factory.mktemp("int8") / "fernet2_int8.tflite")
         result = lt.export(
             model, path, sample=x[-64:], preprocessing=preprocessing, quantize="int8",

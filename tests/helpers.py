@@ -101,3 +101,31 @@ def interrupting_dataset(x, y, *, batch_size: int, crash_after=None):
         tf.TensorSpec((None,), tf.as_dtype(y.dtype)),
     )
     return tf.data.Dataset.from_generator(batches, output_signature=signature)
+
+
+def randomize_weights(model, seed=0, *, also=(), also_range=(0.05, 0.6)):
+    """Distinct, non-trivial weights: BatchNorm statistics (positive gamma and variance),
+    binary kernels in [-1, 1], and layers of the types `also` uniform in `also_range`."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            weights = []
+            for weight in layer.weights:
+                short = weight.name.split("/")[-1]
+                if short.startswith(("gamma", "moving_variance")):
+                    weights.append(rng.uniform(0.5, 1.5, weight.shape))
+                else:
+                    weights.append(rng.normal(0.0, 0.5, weight.shape))
+            layer.set_weights([w.astype(np.float32) for w in weights])
+        elif hasattr(layer, "kernel_quantizer"):
+            layer.set_weights(
+                [rng.uniform(-1, 1, w.shape).astype(np.float32) for w in layer.get_weights()]
+            )
+        elif also and isinstance(layer, also):
+            low, high = also_range
+            layer.set_weights(
+                [rng.uniform(low, high, w.shape).astype(np.float32) for w in layer.get_weights()]
+            )
+    return model

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 import larq_tentacle as lt
+from helpers import randomize_weights
 from larq_tentacle.core import fusion
 from larq_tentacle.core.fused_layers import SharedGroupConv2D, TentacleConv2D
 
@@ -14,23 +15,7 @@ CASES = [(name, n) for name in sorted(SMALL_INPUT) for n in (2, 3)]
 
 
 def _randomize(model, seed=0):
-    """Distinct tentacles and non-trivial BatchNorm statistics, so that a wrong channel
-    or tentacle order cannot go unnoticed (init="copy" starts all tentacles equal)."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if hasattr(layer, "kernel_quantizer"):
-            layer.set_weights(
-                [rng.uniform(-1, 1, w.shape).astype(np.float32) for w in layer.get_weights()]
-            )
-        if isinstance(layer, tf.keras.layers.BatchNormalization):
-            weights = []
-            for weight in layer.weights:
-                short = weight.name.split("/")[-1]
-                if short.startswith(("gamma", "moving_variance")):
-                    weights.append(rng.uniform(0.5, 1.5, weight.shape))
-                else:
-                    weights.append(rng.normal(0.0, 0.5, weight.shape))
-            layer.set_weights([w.astype(np.float32) for w in weights])
+    randomize_weights(model, seed)
 
 
 def _images(name, count=4, seed=1):

@@ -11,7 +11,7 @@ import tensorflow as tf
 from absl import flags
 
 import larq_tentacle as lt
-from helpers import loaded_app, run_main
+from helpers import loaded_app, randomize_weights, run_main
 from larq_tentacle.core.graph import LayerGraph
 from larq_tentacle.core.layout import binary_layers
 from larq_tentacle.core.react_layers import REACT_LAYERS, LearnableShift, RPReLU
@@ -42,26 +42,8 @@ def _images(name, count=4, seed=1):
 
 def _randomize(model, seed=0):
     """Distinct, non-trivial weights everywhere (BatchNorm statistics, kernels, shifts)."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.layers.BatchNormalization):
-            weights = []
-            for weight in layer.weights:
-                short = weight.name.split("/")[-1]
-                if short.startswith(("gamma", "moving_variance")):
-                    weights.append(rng.uniform(0.5, 1.5, weight.shape))
-                else:
-                    weights.append(rng.normal(0.0, 0.5, weight.shape))
-            layer.set_weights([w.astype(np.float32) for w in weights])
-        elif hasattr(layer, "kernel_quantizer"):
-            layer.set_weights(
-                [rng.uniform(-1, 1, w.shape).astype(np.float32) for w in layer.get_weights()]
-            )
-        elif isinstance(layer, REACT_LAYERS):  # shifts and (positive) PReLU slopes
-            layer.set_weights(
-                [rng.uniform(0.05, 0.6, w.shape).astype(np.float32) for w in layer.get_weights()]
-            )
-    return model
+    # Shifts and (positive) PReLU slopes from the same range.
+    return randomize_weights(model, seed, also=REACT_LAYERS)
 
 
 def _react_layers(model, kind=REACT_LAYERS):

@@ -60,15 +60,22 @@ def grouped_reason(layer) -> Optional[str]:
     )
 
 
-def float_reason(graph: LayerGraph, name: str) -> Optional[str]:
-    """Why layer `name` of a float model must stay float in a tentacle, or None."""
-    layer = graph.layer(name)
+def _kind_reason(layer) -> Optional[str]:
+    """Why a layer is float by its kind alone (LCE has no binary op for it), or None."""
     if isinstance(layer, tf.keras.layers.SeparableConv2D):
         return SEPARABLE
     if isinstance(layer, tf.keras.layers.DepthwiseConv2D):
         return DEPTHWISE
     if isinstance(layer, tf.keras.layers.Multiply):
         return MULTIPLY
+    return None
+
+
+def float_reason(graph: LayerGraph, name: str) -> Optional[str]:
+    """Why layer `name` of a float model must stay float in a tentacle, or None."""
+    layer = graph.layer(name)
+    if (reason := _kind_reason(layer)) is not None:
+        return reason
     if binarization.is_weight_layer(layer) and _in_gate(graph, name):
         return SE_GATE
     return grouped_reason(layer)
@@ -86,12 +93,8 @@ def kept_float_reason(layer) -> Optional[str]:
     kept, so a float conv/dense there on a per-channel vector is an SE gate; any other
     float conv there (a hand-made model) has no reason and the strict rules refuse it.
     """
-    if isinstance(layer, tf.keras.layers.SeparableConv2D):
-        return SEPARABLE
-    if isinstance(layer, tf.keras.layers.DepthwiseConv2D):
-        return DEPTHWISE
-    if isinstance(layer, tf.keras.layers.Multiply):
-        return MULTIPLY
+    if (reason := _kind_reason(layer)) is not None:
+        return reason
     if not binarization.is_weight_layer(layer) or binarization.is_binary_layer(layer):
         return None
     return grouped_reason(layer) or (SE_GATE if _is_vector(layer) else None)

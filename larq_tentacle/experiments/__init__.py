@@ -5,8 +5,9 @@ The sweep in modules of one concept each: `sweep_config` (SweepConfig and the wo
 copy), `best_recipe` (a second recipe for TentacleNet and bagging), `plan` (points,
 their ids and files, the jobs), `sweep` (run_sweep: training and resuming), `stats` (Δ,
 means, spreads, intervals and paired differences over seeds), `confidence` (intervals
-and paired tests, no SciPy), `tables` (Table 2 and table2.md), `plots` (the figures) and
-`results` (render: every output from the finished points).
+and paired tests, no SciPy), `tables` (Table 2 and table2.md), `plots` (the figures),
+`goal` (issue 13's accuracy goal, judged) and `results` (render: every output from the
+finished points).
 
 May import every other room; nothing in the library imports it.
 """

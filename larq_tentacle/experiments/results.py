@@ -17,7 +17,7 @@ import json
 import os
 from typing import Optional
 
-from larq_tentacle.experiments import plots, stats, tables
+from larq_tentacle.experiments import goal, plots, stats, tables
 from larq_tentacle.experiments.plan import load_points
 from larq_tentacle.experiments.sweep_config import read_stored_config
 from larq_tentacle.experiments.sweep_folder import SweepFolder
@@ -85,8 +85,11 @@ def render(
         summary, points, title=title, fp32_row=sized_fp32, config=config, command=command,
         session_wall_time_s=session_wall_time_s, paired=paired, recipes=recipes,
     )
+    verdicts = [v for v in (goal.judge(summary, paired, recipe=r) for r in ("paper", "best")) if v]
+    if verdicts:
+        report += "\n" + goal.goal_markdown(verdicts)
     atomic.write_text(paths["table2.md"], report)
     return dict(
         paths=paths, table2=tables.table2_rows(summary), summary=summary, paired=paired,
-        recipes=recipes, fp32_reference=reference,
+        recipes=recipes, fp32_reference=reference, goal=verdicts,
     )

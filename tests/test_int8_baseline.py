@@ -1,4 +1,4 @@
-"""The int8 CNN baseline: width-scaled float models, the 8-bit size rule, the sweep's int8 points."""
+"""The int8 CNN baseline: width-scaled float models, the 8-bit size rule, the int8 points."""
 
 import csv
 import json

@@ -98,7 +98,9 @@ def _reusable_fp32_run(config: SweepConfig, folder: SweepFolder, seed: int,
         return None
     fp32 = config.train_config(precision="float", seed=seed, fp32_accuracy=None)
     same = dataclasses.asdict(fp32.resolved()) == dataclasses.asdict(train_config.resolved())
-    return name if same and os.path.isfile(folder.run(name).best_model) else None
+    run = folder.run(name)
+    finished = os.path.isfile(run.best_model) and os.path.isfile(run.report)
+    return name if same and finished else None
 
 
 def tflite_test_accuracy(tflite_path, run_dir, *, data_dir=None) -> float:

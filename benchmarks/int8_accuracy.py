@@ -29,6 +29,7 @@ from larq_tentacle.experiments.confidence import paired_difference
 from larq_tentacle.experiments.int8_baseline import tflite_test_accuracy
 from larq_tentacle.experiments.sweep_config import read_stored_config
 from larq_tentacle.training import loop as training
+from larq_tentacle.training.report import read_test_predictions
 from larq_tentacle.utils import app_logging, atomic
 from larq_tentacle.utils.run_folder import RunFolder
 from larq_tentacle.utils.tables import markdown_table
@@ -89,6 +90,7 @@ def score_seed(config, seed: int) -> dict:
         if not os.path.isfile(path + ".json"):  # the sidecar is written last
             export_workdir(run.path, output=path, quantize="int8" if mode == "int8" else "none")
         row[mode] = 100.0 * tflite_test_accuracy(path, run.path)
+        row["images"] = len(read_test_predictions(run.path)[0])
         row[f"{mode}_kb"] = os.path.getsize(path) / 1024
     row["diff"] = row["int8"] - row["float"]
     return row
@@ -104,7 +106,10 @@ def report(rows, command: str, elapsed_s: float) -> str:
         f"Mean paired difference int8 − float: {result['mean']:+.2f} pp, 95% CI {interval} "
         f"over {len(rows)} seeds; |mean| within {tolerance} pp: "
         f"{'yes' if abs(result['mean']) <= tolerance else 'NO'}; whole interval within "
-        f"±{tolerance} pp: {'yes' if inside else 'no'}."
+        f"±{tolerance} pp: {'yes' if inside else 'no'}; int8 at most {tolerance} pp below "
+        f"float (interval's low end >= -{tolerance}): "
+        f"{'yes' if low is not None and low >= -tolerance else 'no'}. One test image is "
+        f"{100.0 / rows[0]['images']:.2f} pp."
     )
     table = markdown_table(
         [dict(r, keras=f"{r['keras']:.2f}", float=f"{r['float']:.2f}", int8=f"{r['int8']:.2f}",

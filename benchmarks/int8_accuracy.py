@@ -15,6 +15,7 @@ accuracies, the mean paired difference int8 - float with its 95% Student-t inter
 (`experiments.confidence`) and whether it is within --tolerance_pp.
 """
 
+import json
 import os
 import shlex
 import sys
@@ -87,13 +88,21 @@ def score_seed(config, seed: int) -> dict:
                keras=100.0 * run.read_json(run.report)["test_accuracy"])
     for mode in ("float", "int8"):
         path = os.path.join(folder, f"tentaclenet_n{FLAGS.tentacles}_{mode}.tflite")
-        if not os.path.isfile(path + ".json"):  # the sidecar is written last
+        if _exported_from(path) != os.path.abspath(run.best_model):
             export_workdir(run.path, output=path, quantize="int8" if mode == "int8" else "none")
         row[mode] = 100.0 * tflite_test_accuracy(path, run.path)
         row["images"] = len(read_test_predictions(run.path)[0])
         row[f"{mode}_kb"] = os.path.getsize(path) / 1024
     row["diff"] = row["int8"] - row["float"]
     return row
+
+
+def _exported_from(path):
+    """The model file an earlier export at `path` came from (its sidecar, written last)."""
+    if not os.path.isfile(path + ".json"):
+        return None
+    with open(path + ".json") as file:
+        return json.load(file).get("source")
 
 
 def report(rows, command: str, elapsed_s: float) -> str:

@@ -9,6 +9,8 @@
         --batch_size=64 --learning_rate=1e-2 --lr_patience=3 --lr_grid=1e-3,3e-3,1e-2 \
         --tentacles=1,2,3,5,8 --bagging=1-5 --boosting= --seeds=0-4 \
         --best_recipe=block=react,teacher=fp32 --workdir=runs/sweep_digits_recipes
+    # item 5 of issue 14: add the int8 CNN baseline to a finished sweep (same flags + widths)
+    python apps/sweep.py ...the same flags... --int8_widths=0.25,0.5,1.0
     # the paper's CIFAR-10 sweep (one GPU; see docs/experiments.md)
     python apps/sweep.py --model=nin --dataset=cifar10 --tentacles=1-14 --bagging=1-12 \
         --boosting=1-8 --seeds=0,1,2 --workdir=runs/sweep_nin_cifar10
@@ -39,6 +41,12 @@ flags.DEFINE_string(
 flags.DEFINE_string("bagging", "1-5", "BENN bagging ensemble sizes ('' to skip).")
 flags.DEFINE_string("boosting", "1-5", "BENN boosting ensemble sizes ('' to skip).")
 flags.DEFINE_string("seeds", "0,1,2", "Seeds; every point is trained once per seed.")
+flags.DEFINE_string(
+    "int8_widths", "",
+    "Channel widths of the int8 CNN baseline, e.g. 0.25,0.5,1.0: the float model with its "
+    "channels times each width, trained with the FP32 recipe, exported to int8 and scored "
+    "('' to skip).",
+)
 flags.DEFINE_string("init", _DEFAULTS.init, "Tentacle init: hadamard (the paper's) or copy.")
 flags.DEFINE_string(
     "sampling", _DEFAULTS.sampling, "Bagging samples: bootstrap or partition (the paper's §2.3)."
@@ -75,6 +83,17 @@ def parse_counts(name: str, text: str) -> list:
     return values
 
 
+def parse_widths(text: str) -> list:
+    """'0.25,0.5,1' -> [0.25, 0.5, 1.0]; '' -> []."""
+    try:
+        return [float(part) for part in filter(None, (p.strip() for p in text.split(",")))]
+    except ValueError:
+        raise ValueError(
+            f"--int8_widths={text!r} is not a list of numbers. Fix: e.g. "
+            "--int8_widths=0.25,0.5,1.0."
+        ) from None
+
+
 def config_from_flags() -> experiments.SweepConfig:
     return experiments.SweepConfig(
         **recipe_flags.recipe_values(FLAGS),
@@ -87,6 +106,7 @@ def config_from_flags() -> experiments.SweepConfig:
         vote=FLAGS.vote,
         fp32_accuracy=FLAGS.fp32_accuracy,
         best_recipe=experiments.best_recipe_from_flag(FLAGS.best_recipe),
+        int8_widths=parse_widths(FLAGS.int8_widths),
     )
 
 

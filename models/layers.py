@@ -2,9 +2,16 @@
 
 import tensorflow as tf
 
+from larq_tentacle.utils import validation
+
 # PyTorch's BN momentum 0.1 is Keras's 0.9; eps as in the XNOR-Net code.
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-4
+
+
+def scaled(filters: int, width: float) -> int:
+    """`filters` channels times the model's `width` multiplier, rounded, at least 1."""
+    return max(1, int(round(filters * validation.width_multiplier(width))))
 
 
 def batch_norm(name: str, *, affine: bool = True) -> tf.keras.layers.BatchNormalization:

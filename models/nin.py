@@ -9,25 +9,31 @@ Paper sizes: FP32 3778 kB, BNN 181 kB, TentacleNet n=5 645 kB (architectures.md 
 import tensorflow as tf
 
 from larq_tentacle.core.registry import ModelSpec
-from larq_tentacle.models.layers import batch_norm, conv_bn_relu
+from larq_tentacle.models.layers import batch_norm, conv_bn_relu, scaled
 
 MIN_INPUT_SIZE = 4  # two stride-2 poolings
 
 
-def nin(*, num_classes: int = 10, input_shape=(32, 32, 3)) -> tf.keras.Model:
+def nin(
+    *, num_classes: int = 10, input_shape=(32, 32, 3), width: float = 1.0
+) -> tf.keras.Model:
+    """NiN; `width` scales every hidden layer's channels (not the classifier's)."""
+    def c(filters):
+        return scaled(filters, width)
+
     inputs = tf.keras.Input(shape=input_shape, name="image")
-    x = conv_bn_relu(inputs, 192, 5, "1", affine=False)
-    x = conv_bn_relu(x, 160, 1, "2")
-    x = conv_bn_relu(x, 96, 1, "3")
+    x = conv_bn_relu(inputs, c(192), 5, "1", affine=False)
+    x = conv_bn_relu(x, c(160), 1, "2")
+    x = conv_bn_relu(x, c(96), 1, "3")
     x = tf.keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool3")(x)
     x = tf.keras.layers.Dropout(0.5, name="drop4")(x)
-    x = conv_bn_relu(x, 192, 5, "4")
-    x = conv_bn_relu(x, 192, 1, "5")
-    x = conv_bn_relu(x, 192, 1, "6")
+    x = conv_bn_relu(x, c(192), 5, "4")
+    x = conv_bn_relu(x, c(192), 1, "5")
+    x = conv_bn_relu(x, c(192), 1, "6")
     x = tf.keras.layers.AveragePooling2D(3, strides=2, padding="same", name="pool6")(x)
     x = tf.keras.layers.Dropout(0.5, name="drop7")(x)
-    x = conv_bn_relu(x, 192, 3, "7")
-    x = conv_bn_relu(x, 192, 1, "8")
+    x = conv_bn_relu(x, c(192), 3, "7")
+    x = conv_bn_relu(x, c(192), 1, "8")
     x = batch_norm("bn9", affine=False)(x)
     x = tf.keras.layers.Conv2D(num_classes, 1, name="conv9")(x)
     x = tf.keras.layers.ReLU(name="relu9")(x)

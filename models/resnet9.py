@@ -14,7 +14,7 @@ code counted its projections twice; use it to compare with the paper's numbers.
 import tensorflow as tf
 
 from larq_tentacle.core.registry import ModelSpec
-from larq_tentacle.models.layers import batch_norm, conv_bn_relu
+from larq_tentacle.models.layers import batch_norm, conv_bn_relu, scaled
 
 MIN_INPUT_SIZE = 8  # three stride-2 stages
 
@@ -42,18 +42,21 @@ def _basic_block(x, filters: int, stage: int, *, strides: int, projection_shortc
 
 
 def resnet9(
-    *, num_classes: int = 100, input_shape=(32, 32, 3), projection_shortcuts: int = 1
+    *, num_classes: int = 100, input_shape=(32, 32, 3), projection_shortcuts: int = 1,
+    width: float = 1.0,
 ) -> tf.keras.Model:
+    """ResNet9; `width` scales every hidden layer's channels (not the classifier's)."""
     if projection_shortcuts not in (1, 2) or isinstance(projection_shortcuts, bool):
         raise ValueError(
             f"Expected `projection_shortcuts` to be 1 (the natural ResNet) or 2 (reproduces the "
             f"paper's sizes), got {projection_shortcuts!r}."
         )
     inputs = tf.keras.Input(shape=input_shape, name="image")
-    x = conv_bn_relu(inputs, 64, 3, "1", use_bias=False)
+    x = conv_bn_relu(inputs, scaled(64, width), 3, "1", use_bias=False)
     for stage, (filters, strides) in enumerate([(64, 1), (128, 2), (256, 2), (512, 2)], start=2):
         x = _basic_block(
-            x, filters, stage, strides=strides, projection_shortcuts=projection_shortcuts
+            x, scaled(filters, width), stage, strides=strides,
+            projection_shortcuts=projection_shortcuts,
         )
     x = tf.keras.layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = tf.keras.layers.Dense(num_classes, activation="softmax", name="fc")(x)

@@ -75,6 +75,7 @@ def build(
         fp = lt.build("nin", precision="float")   # FP32 baseline
         bnn = lt.build("nin")                      # XNOR-Net BNN (1 tentacle)
         tn = lt.build("nin", tentacles=5)          # TentacleNet
+        half = lt.build("fernet", precision="float", width=0.5)  # half the channels
         ```
 
     # Arguments
@@ -92,11 +93,11 @@ def build(
         rprelu: with block="react", ReActNet's RPReLU in the tentacles, see `tentaclize`.
         **model_options: architecture options of the model (e.g. ResNet9's
             `projection_shortcuts`); options given as None keep their defaults, so
-            command-line flags left unset do not override them.
+            command-line flags left unset do not override them. Built-in models take
+            `width` (default 1.0): a factor on every hidden layer's channels.
     """
     spec = get_spec(name)
-    model_options = {k: v for k, v in model_options.items() if v is not None}
-    validation.no_unknown(model_options, spec.options(), where=f"build({name!r})")
+    model_options = _checked_model_options(spec, model_options)
     precision = validation.choice("precision", precision, PRECISIONS)
     tentacles = validation.positive_int(
         "tentacles", tentacles, hint="pass the number of tentacles, e.g. tentacles=3"
@@ -128,6 +129,15 @@ def build(
         block=block,
         rprelu=rprelu,
     )
+
+
+def _checked_model_options(spec: ModelSpec, model_options: dict) -> dict:
+    """The options the builder takes; None keeps a default, a bad `width` fails here."""
+    model_options = {k: v for k, v in model_options.items() if v is not None}
+    validation.no_unknown(model_options, spec.options(), where=f"build({spec.name!r})")
+    if "width" in model_options:
+        model_options["width"] = validation.width_multiplier(model_options["width"])
+    return model_options
 
 
 def _refuse_tentacle_options_for_float(tentacles: int, init: str, fused, block: str):

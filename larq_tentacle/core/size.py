@@ -9,6 +9,13 @@ a BatchNorm into the binary conv's threshold (0 bytes in the file): the paper ha
 no rule for them, and an upper bound keeps comparisons at equal memory fair. kB
 means KiB and the paper displays the ceiling. Larq's own `lq.models.summary`
 counts differently (BatchNorm, 32-bit biases), so both are reported side by side.
+
+The same rule for an int8 model (`float_bits=8`; our extension, the paper has no int8
+model): every parameter counted at 32 bits above is counted at 8 bits instead, binary
+ones still at 1 bit. It is the size of the weights alone, like the paper's: the int8
+`.tflite` also stores each bias as int32, a scale (and zero point) per output channel
+of a conv and per tensor of a Dense, and the graph, so its bytes are larger (the
+sweep records both: `paper_kb` by this rule and `tflite_bytes`).
 """
 
 import math
@@ -19,25 +26,37 @@ import tensorflow as tf
 from larq_tentacle.core import binarization, float_layers
 from larq_tentacle.core.react_layers import REACT_LAYERS
 
+# Bits of each non-binary parameter: the paper's float32, or our rule for an int8 model.
+FLOAT_BITS = (32, 8)
 
-def paper_size_bits(model: tf.keras.Model) -> int:
+
+def paper_size_bits(model: tf.keras.Model, *, float_bits: int = 32) -> int:
+    """The paper's size in bits: 1 per binary parameter, `float_bits` per other one."""
+    if float_bits not in FLOAT_BITS or isinstance(float_bits, bool):
+        raise ValueError(
+            f"Expected `float_bits` to be one of {list(FLOAT_BITS)}, got {float_bits!r}. Fix: "
+            "32 for the paper's float32 weights, 8 for an int8 model."
+        )
     bits = 0
     for layer in _unique_layers(model):
         if isinstance(layer, REACT_LAYERS):
-            bits += 32 * sum(int(w.shape.num_elements()) for w in layer.weights)
+            bits += float_bits * sum(int(w.shape.num_elements()) for w in layer.weights)
             continue
         if not (binarization.is_weight_layer(layer) or float_layers.is_float_weight_layer(layer)):
             continue
-        per_parameter = 1 if binarization.is_binary_layer(layer) else 32
+        per_parameter = 1 if binarization.is_binary_layer(layer) else float_bits
         bits += per_parameter * sum(
             int(w.shape.num_elements()) for w in layer.weights if _counted(w)
         )
     return bits
 
 
-def paper_size_kb(model: tf.keras.Model, *, exact: bool = False):
-    """The paper's model size in kB (KiB): the displayed integer, or the float with `exact=True`."""
-    kib = paper_size_bits(model) / 8 / 1024
+def paper_size_kb(model: tf.keras.Model, *, exact: bool = False, float_bits: int = 32):
+    """The paper's model size in kB (KiB): the displayed integer, or the float with `exact=True`.
+
+    `float_bits=8`: the rule extended to an int8 model (see the module docstring).
+    """
+    kib = paper_size_bits(model, float_bits=float_bits) / 8 / 1024
     return kib if exact else displayed_kb(kib)
 
 

@@ -1,9 +1,10 @@
-"""Experiments: the BENN bagging/boosting baselines, the accuracy-vs-tentacles sweep,
-its tables and plots.
+"""Experiments: the BENN bagging/boosting and int8 CNN baselines, the accuracy-vs-tentacles
+sweep, its tables and plots.
 
 The sweep in modules of one concept each: `sweep_config` (SweepConfig and the workdir's
-copy), `best_recipe` (a second recipe for TentacleNet and bagging), `plan` (points,
-their ids and files, the jobs), `sweep` (run_sweep: training and resuming), `stats` (Δ,
+copy), `best_recipe` (a second recipe for TentacleNet and bagging), `int8_baseline` (the
+int8 CNN of `int8_widths`: train, quantize, score), `plan` (points, their ids and files,
+the jobs), `sweep` (run_sweep: training and resuming), `stats` (Δ,
 means, spreads, intervals and paired differences over seeds), `confidence` (intervals
 and paired tests, no SciPy), `tables` (Table 2 and table2.md), `plots` (the figures),
 `goal` (issue 13's accuracy goal, judged) and `results` (render: every output from the

@@ -2,7 +2,8 @@
 
 A point is one (method, n, seed, recipe): the FP32 baseline (n = 1), a TentacleNet of n
 tentacles or a BENN of n members, trained with the sweep's recipe ("paper") or, for
-TentacleNet and bagging, also with its `best_recipe` ("best"). Every finished point is
+TentacleNet and bagging, also with its `best_recipe` ("best"); an int8 CNN baseline point
+(method "int8", n = 1) is one (width, seed) of `int8_widths`. Every finished point is
 one JSON file, `<workdir>/points/<id>.json`, so a rerun skips it; a point written before
 recipes existed has no `recipe` and is a "paper" point (`recipe_of`).
 
@@ -20,12 +21,13 @@ from typing import List
 from larq_tentacle.experiments.sweep_config import SweepConfig
 from larq_tentacle.experiments.sweep_folder import SweepFolder
 
-METHODS = ("fp32", "tentaclenet", "bagging", "boosting")
+METHODS = ("fp32", "tentaclenet", "bagging", "boosting", "int8")
 LABELS = {
     "fp32": "FP32",
     "tentaclenet": "TentacleNet",
     "bagging": "BENN bagging",
     "boosting": "BENN boosting",
+    "int8": "int8 CNN",
 }
 
 
@@ -38,6 +40,11 @@ def point_id(method: str, n: int, seed: int, recipe: str = "paper") -> str:
     """tentaclenet_n3_s0 (the paper's recipe) or tentaclenet_best_n3_s0."""
     tag = "" if recipe == "paper" else f"_{recipe}"
     return f"{method}{tag}_n{n}_s{seed}"
+
+
+def int8_point_id(width: float, seed: int) -> str:
+    """int8_w0.5_s0: the int8 CNN baseline of channel width 0.5, seed 0."""
+    return f"int8_w{width:g}_s{seed}"
 
 
 def recipe_of(point: dict) -> str:
@@ -65,7 +72,8 @@ def plan(config: SweepConfig) -> List[dict]:
 
     Seeds are the outer loop, so a sweep stopped early still has whole curves. Within a
     seed: FP32 (the teacher of a best recipe that distils), TentacleNet (paper, then
-    best), bagging (paper, then best), boosting (paper only).
+    best), bagging (paper, then best), boosting (paper only), the int8 CNN per width
+    (after FP32, whose trained model a width-1 int8 point reuses).
     """
     recipes = ("paper", "best") if config.best_recipe else ("paper",)
     jobs = []
@@ -83,6 +91,7 @@ def plan(config: SweepConfig) -> List[dict]:
                     jobs += [_pool_job(method, [n], seed, recipe) for n in sizes]
                 else:
                     jobs.append(_pool_job(method, sizes, seed, recipe))
+        jobs += [_int8_job(width, seed) for width in config.int8_widths]
     return jobs
 
 
@@ -91,6 +100,11 @@ def _train_job(method: str, n: int, seed: int, recipe: str) -> dict:
         kind="train", method=method, n=n, seed=seed, recipe=recipe,
         points=[point_id(method, n, seed, recipe)],
     )
+
+
+def _int8_job(width: float, seed: int) -> dict:
+    return dict(kind="int8", method="int8", n=1, width=width, seed=seed, recipe="paper",
+                points=[int8_point_id(width, seed)])
 
 
 def _pool_job(method: str, sizes: List[int], seed: int, recipe: str) -> dict:

@@ -1,5 +1,8 @@
 """The sweep's figures: Fig. 3 (Δ vs n) and the Pareto view (accuracy vs paper kB).
 
+The int8 CNN baseline (one point per channel width, sized by the paper's rule with
+8-bit weights) is drawn in the Pareto view only: its n is always 1.
+
 matplotlib is imported on first use with the Agg backend, so figures are drawn
 without a display.
 """
@@ -19,6 +22,7 @@ _STYLE = {
     ("bagging", "best"): dict(color="tab:purple", marker="s", linestyle="-."),
     ("boosting", "paper"): dict(color="tab:green", marker="^", linestyle="--"),
     ("boosting", "best"): dict(color="tab:olive", marker="^", linestyle="-."),
+    ("int8", "paper"): dict(color="tab:brown", marker="P", linestyle=":"),
 }
 
 
@@ -46,11 +50,14 @@ def _save_figure(figure, path) -> None:
         figure.savefig(temporary, dpi=120, bbox_inches="tight")
 
 
-def plot_delta(summary: List[dict], path, *, title: str) -> None:
-    """Fig. 3: Δ accuracy vs FP32 against n, mean with min–max band over seeds."""
+def plot_delta(summary: List[dict], path, *, title: str) -> List[str]:
+    """Fig. 3: Δ accuracy vs FP32 against n, mean with min–max band over seeds.
+
+    Returns the legend's labels (the series drawn).
+    """
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
-    with_delta = [s for s in summary if s["delta_pp_mean"] is not None]
+    with_delta = [s for s in summary if s["delta_pp_mean"] is not None and s["method"] != "int8"]
     for (method, recipe), rows in _series(with_delta, key=lambda s: s["n"]):
         n = [s["n"] for s in rows]
         mean = np.array([s["delta_pp_mean"] for s in rows])
@@ -69,10 +76,14 @@ def plot_delta(summary: List[dict], path, *, title: str) -> None:
     axis.legend(fontsize=8)
     _save_figure(figure, path)
     plt.close(figure)
+    return axis.get_legend_handles_labels()[1]
 
 
-def plot_pareto(summary: List[dict], path, *, title: str, fp32: Optional[dict]) -> None:
-    """Accuracy against the paper's model size: the memory/accuracy trade-off per method."""
+def plot_pareto(summary: List[dict], path, *, title: str, fp32: Optional[dict]) -> List[str]:
+    """Accuracy against the paper's model size: the memory/accuracy trade-off per method.
+
+    Returns the legend's labels (the series drawn).
+    """
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
     for (method, recipe), rows in _series(summary, key=lambda s: s["paper_kb"]):
@@ -80,9 +91,11 @@ def plot_pareto(summary: List[dict], path, *, title: str, fp32: Optional[dict]) 
         mean = [s["accuracy_mean"] for s in rows]
         std = [s["accuracy_std"] for s in rows]
         style = _STYLE[(method, recipe)]
-        axis.errorbar(kb, mean, yerr=std, label=label(method, recipe), capsize=2, **style)
+        name = label(method, recipe) + (" (8-bit weights)" if method == "int8" else "")
+        axis.errorbar(kb, mean, yerr=std, label=name, capsize=2, **style)
         for s in rows:
-            axis.annotate(str(s["n"]), (s["paper_kb"], s["accuracy_mean"]), fontsize=7,
+            text = f"×{s['width']:g}" if method == "int8" else str(s["n"])
+            axis.annotate(text, (s["paper_kb"], s["accuracy_mean"]), fontsize=7,
                           xytext=(3, 3), textcoords="offset points", color=style["color"])
     if fp32 is not None:
         axis.axhline(fp32["accuracy_mean"], color="black", linestyle=":", linewidth=1,
@@ -92,8 +105,9 @@ def plot_pareto(summary: List[dict], path, *, title: str, fp32: Optional[dict]) 
     axis.set_xscale("log")
     axis.set_xlabel("paper model size (kB, log scale)")
     axis.set_ylabel("test accuracy (%)")
-    axis.set_title(title + "\nmean ± std over seeds, labels = n", fontsize=10)
+    axis.set_title(title + "\nmean ± std over seeds, labels = n (int8: ×width)", fontsize=10)
     axis.grid(alpha=0.3, which="both")
     axis.legend(fontsize=8)
     _save_figure(figure, path)
     plt.close(figure)
+    return axis.get_legend_handles_labels()[1]

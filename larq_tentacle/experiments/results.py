@@ -2,11 +2,14 @@
 
 `render` writes into the workdir
 
-    sweep.csv               one row per (method, recipe, n, seed); recipe "paper" or "best"
+    sweep.csv               one row per (method, recipe, n, seed); recipe "paper" or "best";
+                            an int8 CNN row (method "int8", n 1) also has its width,
+                            float_test_accuracy and tflite_bytes
     summary.csv             mean / std / 95% interval / min / max over seeds per
-                            (method, recipe, n)
+                            (method, recipe, n, width)
     fig3_delta.png          Δ accuracy vs FP32 as a function of n (Fig. 3)
-    accuracy_vs_kb.png      accuracy vs the paper's size for every method (Pareto view)
+    accuracy_vs_kb.png      accuracy vs the paper's size for every method (Pareto view; int8
+                            at the paper's rule with 8-bit weights)
     table2.md               Table 2: each method at break-even (or its best), kB, saving;
                             TentacleNet vs BENN at equal memory, paired by seed
 """
@@ -58,7 +61,8 @@ def render(
         `paths` of the written files, the `table2` rows, the `summary` rows, the
         `paired` rows (TentacleNet vs BENN of its recipe at equal memory, by seed), the
         `recipes` rows (best recipe vs the paper's, by seed; empty without a best recipe)
-        and the `fp32_reference` accuracy (0..1, or None).
+        the `fp32_reference` accuracy (0..1, or None), `figures`, the legend labels
+        (series) of each figure, and `goal`, issue 13's goal judged per recipe.
     """
     workdir = os.fspath(workdir)
     points = load_points(workdir)
@@ -77,8 +81,12 @@ def render(
     model = points[0]["model"] if points else config.get("model", "?")
     dataset = points[0]["dataset"] if points else config.get("dataset", "?")
     title = f"{model} on {dataset}"
-    plots.plot_delta(summary, paths["fig3_delta.png"], title=title)
-    plots.plot_pareto(summary, paths["accuracy_vs_kb.png"], title=title, fp32=sized_fp32)
+    figures = {
+        "fig3_delta.png": plots.plot_delta(summary, paths["fig3_delta.png"], title=title),
+        "accuracy_vs_kb.png": plots.plot_pareto(
+            summary, paths["accuracy_vs_kb.png"], title=title, fp32=sized_fp32
+        ),
+    }
     paired = stats.paired_at_equal_memory(rows)
     recipes = stats.paired_recipes(rows)
     report = tables.report_markdown(
@@ -91,5 +99,5 @@ def render(
     atomic.write_text(paths["table2.md"], report)
     return dict(
         paths=paths, table2=tables.table2_rows(summary), summary=summary, paired=paired,
-        recipes=recipes, fp32_reference=reference, goal=verdicts,
+        recipes=recipes, fp32_reference=reference, figures=figures, goal=verdicts,
     )

@@ -27,11 +27,13 @@ CSV_COLUMNS = (
     "model", "dataset", "method", "recipe", "n", "seed", "test_accuracy", "fp32_accuracy",
     "delta_pp", "paper_kb", "paper_kb_exact", "wall_time_s", "epochs_completed",
     "member_accuracies", "input_shape", "point", "learning_rate", "teacher",
+    "width", "float_test_accuracy", "tflite_bytes",
 )
 SUMMARY_COLUMNS = (
     "method", "recipe", "n", "seeds", "accuracy_mean", "accuracy_std", "accuracy_ci95_low",
     "accuracy_ci95_high", "accuracy_min", "accuracy_max", "delta_pp_mean", "delta_pp_std",
-    "delta_pp_ci95", "paper_kb", "wall_time_s_mean",
+    "delta_pp_ci95", "paper_kb", "wall_time_s_mean", "width", "float_accuracy_mean",
+    "tflite_bytes",
 )
 PAIRED_COLUMNS = (
     "recipe", "n", "paper_kb", "method", "benn_n", "benn_paper_kb", "seeds", "diff_pp_mean",
@@ -52,7 +54,8 @@ def rows_with_delta(points: List[dict], reference: Optional[float]) -> List[dict
     rows = []
     order = {m: i for i, m in enumerate(METHODS)}
     def key(point):
-        return order.get(point["method"], 9), recipe_of(point) != "paper", point["n"], point["seed"]
+        return (order.get(point["method"], 9), recipe_of(point) != "paper", point["n"],
+                point.get("width") or 0.0, point["seed"])
 
     for point in sorted(points, key=key):
         row = {column: point.get(column) for column in CSV_COLUMNS}
@@ -66,14 +69,24 @@ def rows_with_delta(points: List[dict], reference: Optional[float]) -> List[dict
 
 
 def summarize(rows: List[dict]) -> List[dict]:
-    """Mean / std / min / max over seeds per (method, recipe, n)."""
+    """Mean / std / min / max over seeds per (method, recipe, n, width)."""
     groups: Dict[tuple, List[dict]] = {}
     for row in rows:
-        groups.setdefault((row["method"], recipe_of(row), row["n"]), []).append(row)
+        key = (row["method"], recipe_of(row), row["n"], row.get("width"))
+        groups.setdefault(key, []).append(row)
     return [
-        _summary_row(method, recipe, n, members)
-        for (method, recipe, n), members in groups.items()
+        dict(_summary_row(method, recipe, n, members), **_int8_columns(width, members))
+        for (method, recipe, n, width), members in groups.items()
     ]
+
+
+def _int8_columns(width, members: List[dict]) -> dict:
+    """An int8 point's width, its float model's mean accuracy and its file's mean bytes."""
+    if width is None:
+        return dict(width=None, float_accuracy_mean=None, tflite_bytes=None)
+    floats = [100.0 * r["float_test_accuracy"] for r in members]
+    return dict(width=width, float_accuracy_mean=float(np.mean(floats)),
+                tflite_bytes=int(round(np.mean([r["tflite_bytes"] for r in members]))))
 
 
 def _summary_row(method: str, recipe: str, n: int, members: List[dict]) -> dict:

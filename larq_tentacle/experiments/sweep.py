@@ -1,16 +1,17 @@
 """The paper's experiments as one resumable sweep: Fig. 3, the Pareto view and Table 2.
 
 For one model and dataset, `run_sweep` trains the FP32 baseline, TentacleNets for a
-list of tentacle counts and the two BENN baselines for a list of ensemble sizes, with
-several seeds, all through `training.train` / `training.fit_model` (the same recipe
-for every method). Every finished point is written to `<workdir>/points/<id>.json` at
-once, so a rerun skips it (`plan`); `results.render` then writes the CSVs, the plots
-and Table 2.
+list of tentacle counts, the two BENN baselines for a list of ensemble sizes and the
+int8 CNN baseline for a list of channel widths, with several seeds, all through
+`training.train` / `training.fit_model` (the same recipe for every method). Every
+finished point is written to `<workdir>/points/<id>.json` at once, so a rerun skips it
+(`plan`); `results.render` then writes the CSVs, the plots and Table 2.
 
 Every training run keeps its folder under `<workdir>/runs/`: the point id for an FP32
 or TentacleNet point, `<method>_pool_s<seed>` for a BENN pool (`<method>_best_pool_s<seed>`
 with the best recipe; the point id for partition bagging), with a `member<k>` folder and
-`member<k>.h5` per member.
+`member<k>.h5` per member; an int8 point's folder (`int8_w<width>_s<seed>`) holds its
+training run and `int8.tflite` (experiments/int8_baseline.py).
 
 With a `best_recipe` (experiments/best_recipe.py) the TentacleNet and bagging points are
 trained twice, with the paper's recipe and the best one; a best recipe with
@@ -32,6 +33,7 @@ from larq_tentacle.data import pipeline as data
 from larq_tentacle.data import streaming
 from larq_tentacle.experiments import ensembles
 from larq_tentacle.experiments.best_recipe import TEACHER_KEY
+from larq_tentacle.experiments.int8_baseline import train_int8_point
 from larq_tentacle.experiments.plan import plan, point_id
 from larq_tentacle.experiments.results import render, write_csv
 from larq_tentacle.experiments.sweep_config import SweepConfig, check_workdir
@@ -80,6 +82,8 @@ def run_sweep(
             bar.set_description(f"{job['method']} n={job['n']} seed={job['seed']}")
             if job["kind"] == "train":
                 records = [_train_point(config, workdir, job, verbose=verbose)]
+            elif job["kind"] == "int8":
+                records = [train_int8_point(config, workdir, job, verbose=verbose)]
             else:
                 records = _pool_points(config, workdir, job, verbose=verbose)
             for record in records:

@@ -24,7 +24,7 @@ from larq_tentacle.training.recipe import Recipe, lr_grid_from_flag
 from larq_tentacle.utils import validation
 
 # The fields a rerun in the same workdir may change: it then extends the sweep.
-_EXTENSIBLE = ("tentacles", "bagging", "boosting", "seeds")
+_EXTENSIBLE = ("tentacles", "bagging", "boosting", "seeds", "int8_widths")
 
 
 @dataclasses.dataclass
@@ -45,6 +45,10 @@ class SweepConfig(Recipe):
         best_recipe: a second recipe as overrides of this one (`experiments.best_recipe`),
             e.g. dict(block="react", teacher="fp32"): every TentacleNet n and bagging N
             is then also trained with it (points with recipe "best"); empty: none.
+        int8_widths: channel widths of the int8 CNN baseline (`experiments.int8_baseline`):
+            per width and seed, the float model with its channels times the width,
+            trained with the FP32 point's recipe, exported to int8 and scored
+            (points with method "int8"); empty: none.
         epochs, batch_size, learning_rate, optimizer, lr_patience, lr_factor, augment,
             fused, deterministic, lr_grid: the training recipe (keywords only), see
             `Recipe`; `fused` is the form the TentacleNet points train in (the FP32 point
@@ -69,6 +73,7 @@ class SweepConfig(Recipe):
     vote: str = "average"
     fp32_accuracy: Optional[float] = None
     best_recipe: dict = dataclasses.field(default_factory=dict)
+    int8_widths: Sequence[float] = ()
 
     def resolved(self) -> "SweepConfig":
         """A checked copy (lists sorted and deduplicated); errors name the bad field."""
@@ -82,6 +87,7 @@ class SweepConfig(Recipe):
             vote=validation.choice("vote", self.vote, BAGGING_VOTES),
             model_options=dict(self.model_options or {}),
             lr_grid=lr_grid_from_flag(self.lr_grid),
+            int8_widths=_widths(self.int8_widths),
         )
         best = check_best_recipe(self.best_recipe, config)
         config = dataclasses.replace(config, best_recipe=best)
@@ -98,8 +104,16 @@ class SweepConfig(Recipe):
                 f"A sweep trains every point once per seed of `seeds`; its `seed` is not used, "
                 f"got seed={config.seed!r}. Fix: pass seeds=[{config.seed!r}] instead."
             )
-        if not (config.tentacles or config.bagging or config.boosting):
-            raise ValueError("Nothing to sweep: tentacles, bagging and boosting are all empty.")
+        if not (config.tentacles or config.bagging or config.boosting or config.int8_widths):
+            raise ValueError(
+                "Nothing to sweep: tentacles, bagging, boosting and int8_widths are all empty."
+            )
+        if config.int8_widths and "width" in config.model_options:
+            raise ValueError(
+                f"int8_widths={list(config.int8_widths)} scales the base model's channels, but "
+                f"model_options already sets width={config.model_options['width']!r}. Fix: "
+                "drop width from model_options (int8_widths are relative to the base model)."
+            )
         # TrainConfig checks every training field and fills in the dataset.
         train = config.train_config(tentacles=1, seed=config.seeds[0]).resolved()
         return dataclasses.replace(config, dataset=train.dataset)
@@ -164,6 +178,15 @@ def _counts(name, values, *, minimum=1) -> tuple:
     return tuple(sorted({validation.positive_int(name, v, minimum=minimum) for v in values}))
 
 
+def _widths(values) -> tuple:
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+        raise ValueError(
+            f"Expected `int8_widths` to be a list of positive numbers, got {values!r}. "
+            "Fix: e.g. int8_widths=[0.25, 0.5, 1.0]."
+        )
+    return tuple(sorted({validation.width_multiplier(v) for v in values}))
+
+
 def check_workdir(workdir, config: SweepConfig) -> None:
     """A workdir belongs to one sweep; extending the lists or seeds is allowed.
 
@@ -186,7 +209,8 @@ def check_workdir(workdir, config: SweepConfig) -> None:
             )
             raise ValueError(
                 f"The workdir {workdir!r} holds a different sweep ({details}). Fix: pass a new "
-                "workdir, or change only tentacles/bagging/boosting/seeds to extend this one."
+                "workdir, or change only tentacles/bagging/boosting/seeds/int8_widths to extend "
+                "this one."
             )
         for key in _EXTENSIBLE:
             current[key] = sorted(set(previous.get(key, [])) | set(current[key]))

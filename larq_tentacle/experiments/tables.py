@@ -6,7 +6,9 @@ Accuracies are mean ± the half-width of the 95% Student-t interval over seeds; 
 memory, TentacleNet and BENN are also compared seed by seed (`paired_markdown`). A sweep
 with a best recipe has every view for both recipes ("TentacleNet (best recipe)"), each
 TentacleNet next to the BENN of its own recipe, and the best recipe against the paper's
-(`recipes_markdown`).
+(`recipes_markdown`). The int8 CNN baseline (one row per channel width, its size by the
+paper's rule with 8-bit weights) is listed next to every TentacleNet at about equal
+memory and on its own (`int8_markdown`).
 """
 
 import json
@@ -62,14 +64,15 @@ def _saving(tentaclenet: dict, benn_even: List[dict]) -> str:
 
 def equal_memory_markdown(summary: List[dict]) -> str:
     """Each TentacleNet point next to the BENN point of each method (and of its recipe)
-    closest in paper kB."""
+    and the int8 CNN closest in paper kB."""
 
     def nearest(method, recipe, kb):
         benn = [s for s in summary if s["method"] == method and recipe_of(s) == recipe]
         if not benn:
             return "-"
-        row = min(benn, key=lambda s: (abs(s["paper_kb"] - kb), s["n"]))
-        return f"N={row['n']} ({row['paper_kb']} kB): {_accuracy_cell(row)}"
+        row = min(benn, key=lambda s: (abs(s["paper_kb"] - kb), s["n"], s.get("width") or 0))
+        size = f"×{row['width']:g}" if method == "int8" else f"N={row['n']}"
+        return f"{size} ({row['paper_kb']} kB): {_accuracy_cell(row)}"
 
     tentaclenets = sorted(
         (s for s in summary if s["method"] == "tentaclenet"),
@@ -78,12 +81,16 @@ def equal_memory_markdown(summary: List[dict]) -> str:
     rows = [
         dict(recipe=recipe_of(s), n=s["n"], kb=s["paper_kb"], tn=_accuracy_cell(s),
              bagging=nearest("bagging", recipe_of(s), s["paper_kb"]),
-             boosting=nearest("boosting", recipe_of(s), s["paper_kb"]))
+             boosting=nearest("boosting", recipe_of(s), s["paper_kb"]),
+             int8=nearest("int8", "paper", s["paper_kb"]))
         for s in tentaclenets
     ]
     columns = ["n", "kb", "tn", "bagging", "boosting"]
     headers = ["tentacles", "paper kB", "TentacleNet accuracy % (mean ± 95% CI)",
                "BENN bagging, nearest size", "BENN boosting, nearest size"]
+    if any(s["method"] == "int8" for s in summary):
+        columns.append("int8")
+        headers.append("int8 CNN (8-bit kB), nearest size")
     return markdown_table(rows, *_with_recipe(rows, columns, headers))
 
 
@@ -172,13 +179,32 @@ def table2_markdown(summary: List[dict], *, fp32_row: Optional[dict] = None) -> 
     )
 
 
+def int8_markdown(summary: List[dict]) -> str:
+    """The int8 CNN per width: the int8 file's accuracy, its float model's, both sizes."""
+    rows = [
+        dict(
+            width=f"×{s['width']:g}", seeds=s["seeds"], accuracy=_accuracy_cell(s),
+            float=f"{s['float_accuracy_mean']:.2f}",
+            drop=f"{s['accuracy_mean'] - s['float_accuracy_mean']:+.2f}",
+            kb=s["paper_kb"], tflite=f"{s['tflite_bytes'] / 1024:.1f}",
+        )
+        for s in sorted((s for s in summary if s["method"] == "int8"), key=lambda s: s["width"])
+    ]
+    return markdown_table(
+        rows, ["width", "seeds", "accuracy", "float", "drop", "kb", "tflite"],
+        ["channel width", "seeds", "int8 .tflite accuracy % (mean ± 95% CI)",
+         "float model accuracy %", "int8 − float (pp)", "paper kB, 8-bit weights",
+         ".tflite kB"],
+    )
+
+
 def summary_markdown(summary: List[dict]) -> str:
     """Every (method, n) of the sweep: accuracy over seeds, Δ, size and time."""
     order = {m: i for i, m in enumerate(METHODS)}
     rows = [
         dict(
             method=label(s["method"], recipe_of(s)),
-            n=s["n"],
+            n=f"×{s['width']:g}" if s["method"] == "int8" else s["n"],
             seeds=s["seeds"],
             accuracy=_accuracy_cell(s),
             std=f"{s['accuracy_std']:.2f}",
@@ -187,15 +213,14 @@ def summary_markdown(summary: List[dict]) -> str:
             kb=s["paper_kb"],
             time=f"{s['wall_time_s_mean']:.0f}",
         )
-        for s in sorted(
-            summary, key=lambda s: (order.get(s["method"], 9), recipe_of(s) != "paper", s["n"])
-        )
+        for s in sorted(summary, key=lambda s: (
+            order.get(s["method"], 9), recipe_of(s) != "paper", s["n"], s.get("width") or 0))
     ]
     return markdown_table(
         rows,
         ["method", "n", "seeds", "accuracy", "std", "range", "delta", "kb", "time"],
-        ["method", "n", "seeds", "accuracy % (mean ± 95% CI)", "std", "min – max",
-         "Δ vs FP32 (pp)", "paper kB", "wall s / point"],
+        ["method", "n (int8: width)", "seeds", "accuracy % (mean ± 95% CI)", "std",
+         "min – max", "Δ vs FP32 (pp)", "paper kB (int8: 8-bit weights)", "wall s / point"],
     )
 
 
@@ -237,6 +262,7 @@ def report_markdown(
         "",
         paired_markdown(paired or []),
         "",
+        *_int8_lines(summary),
         "## Every point (mean over seeds)",
         "",
         summary_markdown(summary),
@@ -255,6 +281,20 @@ def report_markdown(
         lines += ["", "Sweep config:", "", "```json", json.dumps(config, indent=2, sort_keys=True),
                   "```"]
     return "\n".join(lines) + "\n"
+
+
+def _int8_lines(summary: List[dict]) -> List[str]:
+    if not any(s["method"] == "int8" for s in summary):
+        return []
+    return [
+        "## The int8 CNN baseline", "",
+        "The float model with every hidden layer's channels times the width, trained with the "
+        "FP32 recipe, exported by `lt.export(quantize=\"int8\")` (calibrated on training "
+        "images) and scored as the `.tflite` on the test split. Its paper kB counts 8 bits "
+        "per weight (the paper's rule with 8-bit instead of 32-bit floats; the file also "
+        "holds int32 biases, scales and the graph).", "",
+        int8_markdown(summary), "",
+    ]
 
 
 def _recipe_lines(config: dict, recipes: Optional[List[dict]]) -> List[str]:

@@ -99,6 +99,18 @@ def positive_float(name, value, example, *, zero=False) -> float:
     return float(value)
 
 
+def width_multiplier(value) -> float:
+    """A model's channel `width` multiplier: a finite number > 0 (1.0 = the paper's model)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and value > 0):
+        raise ValueError(
+            f"Expected `width` to be a positive number (the factor on every hidden layer's "
+            f"channels), got {value!r}. Fix: e.g. width=0.5 for half the channels, 1.0 for "
+            "the paper's model."
+        )
+    return float(value)
+
+
 def boolean(name, value) -> bool:
     """`value` if it is a bool; a string such as "false" is refused."""
     if not isinstance(value, bool):

@@ -28,6 +28,7 @@ from absl import app, flags  # noqa: E402
 
 import larq_tentacle  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from larq_tentacle import experiments  # noqa: E402
+from larq_tentacle.experiments.best_recipe import PILOT_BEST_RECIPE  # noqa: E402
 from larq_tentacle.training import recipe_flags  # noqa: E402
 from larq_tentacle.utils import app_logging  # noqa: E402
 
@@ -56,7 +57,8 @@ flags.DEFINE_float("fp32_accuracy", None, "Known FP32 test accuracy (0..1): skip
 flags.DEFINE_string(
     "best_recipe", "",
     "A second recipe for TentacleNet and bagging, as key=value overrides of this one, e.g. "
-    "block=react,rprelu=true,teacher=fp32 (teacher=fp32: distil from the seed's FP32 point).",
+    "block=react,rprelu=true,teacher=fp32 (teacher=fp32: distil from the seed's FP32 point); "
+    f"the recipe pilot's choice, also the main job's: {PILOT_BEST_RECIPE}.",
 )
 flags.DEFINE_string("workdir", None, "Output folder (default: runs/sweep_<model>_<dataset>).")
 flags.DEFINE_bool(

@@ -99,6 +99,21 @@ def test_int8_model_places_ranges_and_folds_the_stem_batchnorm():
             assert low <= 0 <= high and high > low
 
 
+def test_int8_model_keeps_react_shifts_bitpacked():
+    """block="react": BN -> LearnableShift -> bconv stays bitpacked (the shift folds into
+    the bconv's threshold), so the int8 form puts no range inside the tentacles."""
+    seed_everything(0)
+    model = lt.build("fernet", tentacles=2, num_classes=10, input_shape=SHAPE, block="react")
+    x = np.random.default_rng(0).standard_normal((32,) + SHAPE).astype(np.float32)
+    quantized = core_int8.int8_model(model, x)
+    ranges = {layer.name for layer in quantized.layers if isinstance(layer, core_int8.Int8Range)}
+    # The xnor block's ranges, plus the stem's shift (float output feeding the LceQuantize).
+    assert ranges == {
+        "image_int8", "stem_conv1_int8", "stem_bn1_shift_int8", "t1_bn9_int8", "t2_bn9_int8",
+        "t1_relu9_int8", "t2_relu9_int8", "head_concat_int8", "head_dense_int8",
+    }
+
+
 def _small_model():
     return lt.build("fernet", tentacles=1, num_classes=10, input_shape=SHAPE)
 

@@ -32,6 +32,7 @@ import tensorflow as tf
 from larq_tentacle.core import binarization
 from larq_tentacle.core.fused_layers import SharedGroupConv2D
 from larq_tentacle.core.graph import LayerGraph, call_layer, clone_layer
+from larq_tentacle.core.react_layers import LearnableShift
 
 SUFFIX = "_int8"  # an Int8Range after layer `x` is named `x_int8` (`x_int8_2` for a 2nd call)
 _FLOAT_CONVS = (tf.keras.layers.Conv2D,)  # incl. SharedGroupConv2D; QuantConv2D is checked
@@ -44,7 +45,10 @@ _SAME_SCALE = (
     tf.keras.layers.ZeroPadding2D,
 )
 _FUSABLE_ACTIVATIONS = ("relu", "relu6")
-_BITPACKED_PASS = (tf.keras.layers.BatchNormalization, tf.keras.layers.MaxPooling2D)
+# block="react": a LearnableShift between the BatchNorm and the next binary conv folds into
+# the bconv's threshold like the BatchNorm does, so the tensor stays bitpacked through it.
+_BITPACKED_PASS = (tf.keras.layers.BatchNormalization, tf.keras.layers.MaxPooling2D,
+                   LearnableShift)
 
 
 @tf.keras.utils.register_keras_serializable(package="larq_tentacle")

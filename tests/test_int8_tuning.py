@@ -46,6 +46,11 @@ def train_app():
     yield from loaded_app("train")
 
 
+@pytest.fixture(scope="module")
+def export_app():
+    yield from loaded_app("export")
+
+
 # --- bad values: refused before anything is written ----------------------------------
 
 
@@ -137,8 +142,9 @@ def test_export_uses_the_fine_tuned_model_without_recalibrating(tuned_run, tmp_p
     io = deploy_int8.io_quantization(graph)
     from larq_tentacle.deploy.verification import lce_interpreter
 
+    interpreter = lce_interpreter(open(path, "rb").read(), use_indirect_bgemm=False)
     got = deploy_int8.dequantize_output(
-        lce_interpreter(path).predict(deploy_int8.quantize_input(arrays.x_test, io)), io
+        interpreter.predict(deploy_int8.quantize_input(arrays.x_test, io)), io
     )
     keras = model.predict(arrays.x_test, verbose=0)
     assert np.mean(got.argmax(-1) == keras.argmax(-1)) >= 0.99
@@ -187,3 +193,24 @@ def test_rerun_resumes_the_fine_tune_without_retraining(tuned_run):
     # Turned off again: recorded, so the workdir export calibrates the float model again.
     training.train(dataclasses.replace(_config(epochs=6), int8_epochs=0), workdir, verbose=0)
     assert json.load(open(run.config))["int8_epochs"] == 0
+
+
+@pytest.mark.slow
+def test_export_app_takes_a_fine_tuned_model_without_calibration(
+    tuned_run, export_app, tmp_path, capsys
+):
+    from absl import flags
+
+    app = export_app
+    flag_values = flags.FlagValues()
+    app.define_flags(flag_values)
+    output = tmp_path / "tuned.tflite"
+    # Real test images: on a handful of random inputs one int8 sign tie is already > 1 %.
+    sample = tmp_path / "sample.npy"
+    np.save(sample, data.load_arrays("digits", input_shape=(16, 16, 1)).x_test[:128])
+    flag_values(["export.py", f"--model={RunFolder(tuned_run[0]).int8_model}",
+                 f"--output={output}", "--quantize=int8", f"--sample={sample}",
+                 "--random_samples=0"])
+    assert app.run(flag_values) == 0, capsys.readouterr().err
+    assert "verification: PASSED" in capsys.readouterr().out
+    assert "fine-tuned" in json.load(open(f"{output}.json"))["quantization"]["ranges"]

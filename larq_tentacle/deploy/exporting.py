@@ -98,10 +98,9 @@ def export(
             (`tflite_file.compact_tensor_names`): 0.2-1.3 % smaller, and profiles and
             the strict checks still see which tentacle an op is in. "converter" keeps
             the converter's long TF-graph names. The file that is verified is the one written.
-        quantize: "int8": all that is not binary in int8, ranges from `calibration_data`,
+        quantize: "int8": all that is not binary in int8, ranges from `calibration_data`
+            (an int8 model, e.g. a fine-tuned `int8_model.h5`, converts as it is, unfused),
             verified by `deploy.int8.verify_int8` (`int8_steps`); `int8_io`: int8 I/O too.
-            A model that already is int8 (`core.int8.is_int8_model`, e.g. a run's
-            fine-tuned `int8_model.h5`) converts as it is: no calibration_data, no fused.
 
     # Returns
         An `ExportResult` (path, sidecar_path, sidecar dict, verification report).
@@ -122,10 +121,9 @@ def export(
     checks = dict(target=target, tensor_names=tensor_names, verify=verify, sample=sample,
                   use_indirect_bgemm=indirect, random_samples=random_samples, strict=strict)
     int8 = dict(calibration_data=calibration_data, int8_io=int8_io, int8_steps=int8_steps)
-    flatbuffer, names_entry, report, quantization = (
-        _int8_convert_and_check(model, **int8, **checks) if quantize == "int8"
-        else _convert_and_check(model, atol=atol, **checks) + (None,)
-    )
+    flatbuffer, names_entry, report, quantization = (_int8_convert_and_check(
+        model, **int8, **checks
+    ) if quantize == "int8" else _convert_and_check(model, atol=atol, **checks) + (None,))
     sidecar = build_sidecar(
         original, model, flatbuffer, preprocessing=preprocessing, class_names=class_names,
         report=report, target=target, fused=fused, indirect=indirect, model_name=model_name,

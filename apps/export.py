@@ -2,6 +2,7 @@
 
     python apps/export.py --workdir=runs/nin5              # best model -> runs/nin5/nin5.tflite
     python apps/export.py --model=model.h5 --output=m.tflite --preprocessing=preprocessing.json
+    python apps/export.py --workdir=runs/nin5 --quantize=int8   # int8_model.h5 if fine-tuned
 
 Writes the `.tflite` and its sidecar `<output>.json` (versions, model, tentacles,
 input shape, preprocessing, class names, sizes, op census, kernel requirement),
@@ -151,8 +152,11 @@ def run(FLAGS) -> int:
                 import numpy as np
 
                 sample = np.load(sample, allow_pickle=False)
+            model = FLAGS.model
+            if FLAGS.quantize == "int8" and "calibration_data" not in options:
+                model = _int8_model_file(FLAGS.model)
             result = export(
-                FLAGS.model, FLAGS.output, sample=sample, preprocessing=FLAGS.preprocessing,
+                model, FLAGS.output, sample=sample, preprocessing=FLAGS.preprocessing,
                 source=FLAGS.model, **options,
             )
     except (ValueError, TypeError, OSError, NotImplementedError, TFLiteFileError) as error:
@@ -177,14 +181,25 @@ def run(FLAGS) -> int:
     return 0
 
 
+def _int8_model_file(path):
+    """The --model, loaded, if it already is an int8 model (its ranges set); else one error."""
+    from larq_tentacle.core.int8 import is_int8_model
+    from larq_tentacle.deploy.conversion import check_model
+
+    model = check_model(path)
+    if not is_int8_model(model):
+        raise ValueError(
+            "--quantize=int8 with --model needs --calibration=PATH.npy (preprocessed float32 "
+            "training images); only a --workdir knows its training data (a fine-tuned "
+            "int8_model.h5 needs none)."
+        )
+    return model
+
+
 def _calibration(FLAGS):
-    """The --calibration images as an array, or None ('auto': the workdir's training images)."""
+    """The --calibration images as an array, or None ('auto': the workdir's training images,
+    or the ranges a fine-tuned int8 --model already has)."""
     if FLAGS.quantize != "int8" or FLAGS.calibration == "auto":
-        if FLAGS.quantize == "int8" and FLAGS.model:
-            raise ValueError(
-                "--quantize=int8 with --model needs --calibration=PATH.npy (preprocessed float32 "
-                "training images); only a --workdir knows its training data."
-            )
         return None
     import numpy as np
 

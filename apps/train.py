@@ -57,6 +57,13 @@ def main(argv):
         print(f"train.py: error: {message}", file=sys.stderr)
         return 2
     print(f"Run written to {workdir} (test accuracy {100 * report['test_accuracy']:.2f}%).")
+    if report.get("int8_test_accuracy") is not None:
+        print(
+            f"int8 model fine-tuned {report['int8_epochs']} epoch(s): test accuracy "
+            f"{100 * report['int8_test_accuracy']:.2f}% (calibrated only: "
+            f"{100 * report['int8_calibrated_test_accuracy']:.2f}%), "
+            f"{workdir}/int8_model.h5; export it with apps/export.py --quantize=int8."
+        )
     return 0
 
 

@@ -52,6 +52,14 @@ _BITPACKED_PASS = (tf.keras.layers.BatchNormalization, tf.keras.layers.MaxPoolin
 
 
 @tf.keras.utils.register_keras_serializable(package="larq_tentacle")
+class NonPositive(tf.keras.constraints.Constraint):
+    """Keeps a range's minimum <= 0 while fine-tuning moves it (TFLite needs 0 in range)."""
+
+    def __call__(self, w):
+        return tf.minimum(w, 0.0)
+
+
+@tf.keras.utils.register_keras_serializable(package="larq_tentacle")
 class Int8Range(tf.keras.layers.Layer):
     """Fake int8 quantization of an activation to the range [minimum, maximum].
 
@@ -72,11 +80,14 @@ class Int8Range(tf.keras.layers.Layer):
 
     def build(self, input_shape):
         low, high = self.initial_range
+        # Fine-tuning (quantization-aware) trains the range; the constraints keep 0 inside.
         self.minimum = self.add_weight(
-            "minimum", shape=(), initializer=tf.keras.initializers.Constant(low)
+            "minimum", shape=(), initializer=tf.keras.initializers.Constant(low),
+            constraint=NonPositive(),
         )
         self.maximum = self.add_weight(
-            "maximum", shape=(), initializer=tf.keras.initializers.Constant(high)
+            "maximum", shape=(), initializer=tf.keras.initializers.Constant(high),
+            constraint=tf.keras.constraints.NonNeg(),
         )
         super().build(input_shape)
 
@@ -88,7 +99,8 @@ class Int8Range(tf.keras.layers.Layer):
     def get_config(self):
         low, high = self.initial_range
         if self.built:
-            low, high = float(self.minimum.numpy()), float(self.maximum.numpy())
+            low = min(float(self.minimum.numpy()), 0.0)
+            high = max(float(self.maximum.numpy()), 0.0)
         return {**super().get_config(), "minimum": low, "maximum": high}
 
 
@@ -320,10 +332,29 @@ def _copy_weights(old, bn, new, *, snap: bool) -> None:
     if bn is not None:
         weights = _folded(old, bn)
     new.set_weights(weights)
-    if snap and (_is_float_conv(new) or type(new) is tf.keras.layers.Dense):
-        per_channel = _is_float_conv(new) and not _runs_as_matmul(new)
-        kernel = new.kernel.numpy()
-        new.kernel.assign(snap_to_int8(kernel, per_channel=per_channel))
+    if snap:
+        _snap_layer(new)
+
+
+def _snap_layer(layer) -> None:
+    if _is_float_conv(layer) or type(layer) is tf.keras.layers.Dense:
+        per_channel = _is_float_conv(layer) and not _runs_as_matmul(layer)
+        layer.kernel.assign(snap_to_int8(layer.kernel.numpy(), per_channel=per_channel))
+
+
+def snap_weights(model: tf.keras.Model) -> None:
+    """Put the float conv and Dense kernels of an int8 model back on the int8 grid, in place.
+
+    Fine-tuning moves them off it; the converter stores them snapped, so after this
+    the Keras model computes with the weights the `.tflite` will have.
+    """
+    if not is_int8_model(model):
+        raise ValueError(
+            f"snap_weights expects an int8 model (with Int8Range layers), got {model.name!r}. "
+            "Fix: rewrite it first with int8_model(model, calibration_data)."
+        )
+    for layer in model.layers:
+        _snap_layer(layer)
 
 
 def _standalone_bn(graph: LayerGraph, name: str, folds: Dict[str, str]) -> bool:

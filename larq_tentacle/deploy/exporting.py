@@ -98,7 +98,8 @@ def export(
             (`tflite_file.compact_tensor_names`): 0.2-1.3 % smaller, and profiles and
             the strict checks still see which tentacle an op is in. "converter" keeps
             the converter's long TF-graph names. The file that is verified is the one written.
-        quantize: "int8": all that is not binary in int8, ranges from `calibration_data`,
+        quantize: "int8": all that is not binary in int8, ranges from `calibration_data`
+            (an int8 model, e.g. a fine-tuned `int8_model.h5`, converts as it is, unfused),
             verified by `deploy.int8.verify_int8` (`int8_steps`); `int8_io`: int8 I/O too.
 
     # Returns
@@ -111,7 +112,7 @@ def export(
     """
     path, target, tensor_names = _checked_options(path, target, tensor_names)
     original = check_model(model)
-    quantize = _checked_quantize(quantize, int8_io, calibration_data)
+    quantize = _checked_quantize(quantize, int8_io, calibration_data, original, fused=fused)
     preprocessing, class_names, sample = _checked_inputs(
         original, preprocessing, class_names, sample, strict=strict
     )
@@ -120,10 +121,9 @@ def export(
     checks = dict(target=target, tensor_names=tensor_names, verify=verify, sample=sample,
                   use_indirect_bgemm=indirect, random_samples=random_samples, strict=strict)
     int8 = dict(calibration_data=calibration_data, int8_io=int8_io, int8_steps=int8_steps)
-    flatbuffer, names_entry, report, quantization = (
-        _int8_convert_and_check(model, **int8, **checks) if quantize == "int8"
-        else _convert_and_check(model, atol=atol, **checks) + (None,)
-    )
+    flatbuffer, names_entry, report, quantization = (_int8_convert_and_check(
+        model, **int8, **checks
+    ) if quantize == "int8" else _convert_and_check(model, atol=atol, **checks) + (None,))
     sidecar = build_sidecar(
         original, model, flatbuffer, preprocessing=preprocessing, class_names=class_names,
         report=report, target=target, fused=fused, indirect=indirect, model_name=model_name,
@@ -133,12 +133,29 @@ def export(
     return ExportResult(path=path, sidecar_path=json_path, sidecar=sidecar, report=report)
 
 
-def _checked_quantize(quantize, int8_io, calibration_data) -> str:
+def _checked_quantize(quantize, int8_io, calibration_data, model, *, fused: bool) -> str:
+    from larq_tentacle.core.int8 import is_int8_model
+
     quantize = validation.choice("quantize", quantize, QUANTIZE)
     if quantize == "none" and (int8_io or calibration_data is not None):
         raise ValueError(
             "int8_io and calibration_data only apply to an int8 export. Fix: pass "
             "quantize='int8' (with calibration_data), or leave them out."
+        )
+    if not is_int8_model(model):
+        return quantize
+    # An int8 model (e.g. a run's fine-tuned int8_model.h5) already has its ranges.
+    problem = (
+        "its ranges are set (calibrated or fine-tuned); calibrating again would undo that. "
+        "Fix: leave calibration_data out" if calibration_data is not None
+        else "it converts as int8 only. Fix: pass quantize='int8'" if quantize == "none"
+        else "fusing would rebuild it without its ranges. Fix: export it unfused (the same "
+        "numbers), or export the float model with fused=True and calibration_data" if fused
+        else None
+    )
+    if problem:
+        raise ValueError(
+            f"{model.name!r} is already an int8 model (it has Int8Range layers): {problem}."
         )
     return quantize
 
@@ -199,13 +216,16 @@ def _int8_convert_and_check(
     int8_steps: float,
 ):
     """(file, tensor_names entry, report or None, the sidecar's quantization entry)."""
-    from larq_tentacle.core.int8 import int8_model
+    from larq_tentacle.core.int8 import int8_model, is_int8_model
     from larq_tentacle.deploy import int8
 
-    calibration = int8.check_calibration(calibration_data, fixed_input_shape(model))
     if not (isinstance(int8_steps, (int, float)) and int8_steps > 0):
         raise ValueError(f"Expected `int8_steps` to be a positive number, got {int8_steps!r}.")
-    quantized = int8_model(model, calibration)
+    if is_int8_model(model):  # converted as it is: its ranges were calibrated (and fine-tuned)
+        quantized, calibration = model, ()
+    else:
+        calibration = int8.check_calibration(calibration_data, fixed_input_shape(model))
+        quantized = int8_model(model, calibration)
     flatbuffer, names_entry = int8.convert_int8(
         quantized, model, target=target, int8_io=bool(int8_io), tensor_names=tensor_names
     )
@@ -225,6 +245,8 @@ def _int8_convert_and_check(
     entry = int8.quantization_entry(
         flatbuffer, calibration_samples=len(calibration), max_steps=int8_steps, report=report
     )
+    if quantized is model:
+        entry["ranges"] = "the int8 model's own (calibrated or fine-tuned before the export)"
     return flatbuffer, names_entry, report, entry
 
 

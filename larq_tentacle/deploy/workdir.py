@@ -37,6 +37,8 @@ def export_workdir(
         data_dir: where the dataset lives (default: the run's config.json).
         calibration_samples: with `quantize="int8"` and no `calibration_data`, this many
             images of the run's training split (preprocessed as recorded) set the int8 ranges.
+            A run trained with `--int8_epochs` has its fine-tuned `int8_model.h5`: an int8
+            export writes that model as it is (no calibration; `fused` is refused).
         **export_options: passed to `export` (fused, strict, target, atol, ...).
     """
     workdir = os.fspath(workdir)
@@ -55,20 +57,30 @@ def export_workdir(
     preprocessing = run.read_json(run.preprocessing)
     from larq_tentacle.core.serialization import load_model
 
-    model = load_model(models[0], compile=False)
+    source = models[0]
+    if export_options.get("quantize") == "int8" and _fine_tuned_int8(run, config):
+        # The fine-tuned int8 model exports as it is: calibrating again would undo the tuning.
+        source = run.int8_model
+    model = load_model(source, compile=False)
     name = os.path.basename(os.path.normpath(os.path.abspath(workdir)))
     output = os.fspath(output) if output is not None else os.path.join(workdir, f"{name}.tflite")
     if isinstance(sample, str) and sample == "auto":
         sample = _workdir_sample(preprocessing, num_samples, data_dir or config.get("data_dir"))
     elif isinstance(sample, (str, os.PathLike)):
         sample = np.load(os.fspath(sample), allow_pickle=False)
-    if export_options.get("quantize") == "int8" and export_options.get("calibration_data") is None:
+    int8 = export_options.get("quantize") == "int8"
+    if int8 and source != run.int8_model and export_options.get("calibration_data") is None:
         export_options["calibration_data"] = _calibration_images(
             preprocessing, calibration_samples, data_dir or config.get("data_dir")
         )
     export_options.setdefault("model_name", _run_name(config, model))
-    export_options.setdefault("source", os.path.abspath(models[0]))
+    export_options.setdefault("source", os.path.abspath(source))
     return export(model, output, sample=sample, preprocessing=preprocessing, **export_options)
+
+
+def _fine_tuned_int8(run: RunFolder, config: dict) -> bool:
+    """The run has a fine-tuned int8 model (`--int8_epochs`), and still asks for it."""
+    return bool(config.get("int8_epochs")) and os.path.isfile(run.int8_model)
 
 
 def _run_name(config: dict, model) -> str:

@@ -19,7 +19,10 @@ from larq_tentacle.utils import validation
 from larq_tentacle.utils.run_folder import RunFolder
 
 # Fields that may change when the same workdir is run again (resume / extend a run).
-_RESUMABLE_CHANGES = ("epochs", "fp32_accuracy", "data_dir", "strategy", "cache_mb")
+# `int8_epochs` too: the int8 fine-tune runs after the float training, in its own folder.
+_RESUMABLE_CHANGES = (
+    "epochs", "fp32_accuracy", "data_dir", "strategy", "cache_mb", "int8_epochs"
+)
 
 
 @dataclasses.dataclass
@@ -46,6 +49,8 @@ class TrainConfig(Recipe):
         fp32_accuracy: test accuracy (0..1) of the FP32 baseline, for `delta_vs_fp32`
             (default: the test accuracy of `init_from` or `teacher`).
         model_options: architecture options of the model (e.g. projection_shortcuts=2).
+        int8_epochs: after training, fine-tune the int8 form of the best model this many
+            epochs (quantization-aware, training/int8_tuning.py); 0 (default): off.
         epochs, batch_size, learning_rate, optimizer, lr_patience, lr_factor, augment, seed,
             fused, distill_*, stages, stage1_epochs, deterministic, lr_grid: the training
             recipe (keywords only), see `Recipe`.
@@ -89,6 +94,12 @@ class TrainConfig(Recipe):
         "Architecture option key=value, e.g. projection_shortcuts=2.",
         flag="model_option",
         from_flag=validation.model_options,
+    )
+
+    int8_epochs: int = described(
+        0,
+        "Epochs of quantization-aware fine-tuning of the int8 model after training "
+        "(writes int8_model.h5; 0: off).",
     )
 
     def resolved(self) -> "TrainConfig":
@@ -154,8 +165,22 @@ class TrainConfig(Recipe):
             strategy=distributed.check_name(self.strategy),
             fp32_accuracy=self._checked_fp32_accuracy(),
             model_options=model_options,
+            int8_epochs=self._checked_int8_epochs(),
             **recipe,
         )
+
+    def _checked_int8_epochs(self) -> int:
+        epochs = validation.positive_int(
+            "int8_epochs", self.int8_epochs, minimum=0,
+            hint="pass a number of epochs >= 0, e.g. --int8_epochs=3 (0: no int8 fine-tune)",
+        )
+        if epochs and self.strategy == "multi_worker":
+            raise ValueError(
+                f"int8_epochs={epochs} fine-tunes the int8 model in one process, but this run "
+                "has strategy='multi_worker'. Fix: drop --int8_epochs and rerun the finished "
+                "workdir with --int8_epochs and --strategy=default (or mirrored)."
+            )
+        return epochs
 
     def _checked_init_from(self, precision) -> Optional[str]:
         if not self.init_from:

@@ -8,6 +8,8 @@ model, trains it with `fit_model` and writes the run's workdir (file names: RunF
     best_model.h5       weights with the lowest val_loss (the test number comes from it)
     last_model.h5       weights after the last completed epoch
     history.csv         one row per epoch (loss, accuracy, val_*, lr, epoch_time_s)
+    int8_model.h5, int8/  with `int8_epochs`: the fine-tuned int8 model and its fine-tune's
+                        run folder (training/int8_tuning.py)
     tensorboard/        TensorBoard logs
     backup/             Keras BackupAndRestore state while a run is unfinished
     stage1/             stage 1 of a --stages=2 run (a run folder, see training/stages.py)
@@ -33,7 +35,14 @@ import tensorflow as tf
 from larq_tentacle.core.registry import build, get_spec
 from larq_tentacle.core.template import tentaclize
 from larq_tentacle.data import pipeline as data
-from larq_tentacle.training import callbacks, distillation, distributed, lr_search, stages
+from larq_tentacle.training import (
+    callbacks,
+    distillation,
+    distributed,
+    int8_tuning,
+    lr_search,
+    stages,
+)
 from larq_tentacle.training.config import TrainConfig, check_workdir
 from larq_tentacle.training.float_runs import load_float_model
 from larq_tentacle.training.optimizers import make_optimizer
@@ -284,6 +293,15 @@ def _recipe_report(config: TrainConfig, stage1: RunFolder, report: dict) -> dict
     return fields
 
 
+def _int8_report(config: TrainConfig, run: RunFolder, bundle, *, strategy, verbose) -> dict:
+    """With `int8_epochs`: the int8 fine-tune (after the finished float run) and its fields."""
+    if not config.int8_epochs:
+        return {}
+    return int8_tuning.fine_tune_int8(
+        config, run, bundle, fit=fit_model, strategy=strategy, verbose=verbose
+    )
+
+
 def _load_data(config: TrainConfig, *, verbose: int):
     """(dataset bundle, input shape) of a run; a folder is scanned once, before training."""
     source = data.open_dataset(
@@ -370,8 +388,8 @@ def train(config: TrainConfig, workdir, *, verbose=1) -> dict:
     )
     stage1 = RunFolder(distributed.worker_dir(os.path.join(workdir, stages.STAGE1), strategy))
     report.update(_recipe_report(config, stage1, report))
-    if search is not None:
-        report.update(lr_grid=config.lr_grid, lr_search=search)
+    report.update({} if search is None else dict(lr_grid=config.lr_grid, lr_search=search))
+    report.update(_int8_report(fit_config, run, bundle, strategy=strategy, verbose=verbose))
     run.write_json(run.report, report)
     if verbose:
         print(summary_table([report]))

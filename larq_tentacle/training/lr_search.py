@@ -61,7 +61,10 @@ def search_learning_rate(config, workdir, *, train: Callable, verbose: int = 1) 
         folder = candidate_dir(workdir, learning_rate)
         if verbose:
             print(f"lr_grid: FP32 candidate learning_rate={learning_rate:g} in {folder}")
-        candidate = dataclasses.replace(config, learning_rate=learning_rate, lr_grid=None)
+        # Only the chosen run gets the int8 fine-tune (in the parent folder).
+        candidate = dataclasses.replace(
+            config, learning_rate=learning_rate, lr_grid=None, int8_epochs=0
+        )
         report = train(candidate, folder, verbose=verbose)
         candidates.append(
             dict(

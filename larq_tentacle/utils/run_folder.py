@@ -11,6 +11,8 @@ preprocessing, the experiments read its report and history. Every one of them as
     history.csv         one row per epoch (loss, accuracy, val_*, lr, epoch_time_s)
     report.json         test accuracy, Δ vs FP32, paper size, wall time, versions, ...
     test_predictions.csv  label and predicted class of every test image, in test order
+    int8_model.h5       with --int8_epochs: the fine-tuned int8 model (what an int8 export writes)
+    int8/               with --int8_epochs: the fine-tune's own run folder (training/int8_tuning.py)
     tensorboard/        TensorBoard logs
     backup/             Keras BackupAndRestore state while a run is unfinished
     workers/<task>/     the same files, written by a non-chief worker of a multi-worker run
@@ -86,6 +88,8 @@ class RunFolder(Folder):
     WORKERS = "workers"
     MEMBER_REPORT = "member.json"
     TEST_PREDICTIONS = "test_predictions.csv"
+    INT8_MODEL = "int8_model.h5"
+    INT8_TUNING = "int8"
     # The models a run folder may hold, the preferred first.
     MODELS = (BEST_MODEL, LAST_MODEL)
 
@@ -120,6 +124,14 @@ class RunFolder(Folder):
     @property
     def backup(self) -> str:
         return self.file(self.BACKUP)
+
+    @property
+    def int8_model(self) -> str:
+        return self.file(self.INT8_MODEL)
+
+    def int8_tuning(self) -> "RunFolder":
+        """The run folder of the quantization-aware fine-tune (`--int8_epochs`)."""
+        return RunFolder(self.file(self.INT8_TUNING))
 
     @property
     def member_report(self) -> str:

@@ -5,8 +5,9 @@ and its own errors rarely name the layer at fault. The checks here refuse what
 cannot become a runnable LCE file before converting (mixed precision, a free
 input size, images that are not preprocessed), and `convert` turns the
 converter's failures and unknown custom ops into `ExportError`s that say which
-layer to change. It converts a copy with the padding LCE would misconvert trimmed
-(`padding`). Nothing here writes a file.
+layer to change. It converts the model with the padding LCE would misconvert trimmed
+(`padding`, a copy) and binary thresholds it would round moved off the lattice
+(`thresholds`, restored afterwards). Nothing here writes a file.
 """
 
 import json
@@ -17,7 +18,7 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from larq_tentacle.deploy import padding, rules
+from larq_tentacle.deploy import padding, rules, thresholds
 from larq_tentacle.deploy.options import TARGETS
 from larq_tentacle.deploy.tflite_file import read_flatbuffer
 from larq_tentacle.utils import validation
@@ -195,10 +196,11 @@ def convert(model: tf.keras.Model, *, target: str = "arm", int8_io: bool = False
     target = validation.choice("target", target, TARGETS)
     model = check_model(model)
     fixed_input_shape(model)
-    # Same function, padding LCE 0.16 would misfuse trimmed (deploy/padding.py).
-    convertible = padding.without_misfused_padding(model)
-    with warnings.catch_warnings(record=True) as caught:
+    # Same function, with binary thresholds LCE 0.16 would round onto the lattice centred
+    # (deploy/thresholds.py) and padding it would misfuse trimmed (deploy/padding.py).
+    with warnings.catch_warnings(record=True) as caught, thresholds.centred_thresholds(model):
         warnings.simplefilter("always")
+        convertible = padding.without_misfused_padding(model)
         try:
             io = {"inference_input_type": tf.int8, "inference_output_type": tf.int8}
             flatbuffer = lce.convert_keras_model(

@@ -239,7 +239,9 @@ def strict_violations(model, flatbuffer, *, target: str = "arm") -> List[str]:
         if tentacle_index(layer.name) is not None and float_layers.kept_float_reason(layer)
     }
     layer_names = {layer.name for layer in model.layers}
-    problems += _tentacle_op_problems(graph, needs, layer_names, kept_float)
+    problems += _tentacle_op_problems(
+        graph, needs, layer_names, kept_float, _folding_into(model, kept_float)
+    )
     problems += _react_op_problems(graph, needs, layer_names)
     if target == "arm":
         problems += _quantize_problems(needs, counts)
@@ -274,8 +276,20 @@ def _binary_layer_problems(model, needs: TopologyNeeds, counts: Dict[str, int]) 
     return problems
 
 
+def _folding_into(model, kept_float: set) -> set:
+    """BatchNorms that fold into the layer kept float they read (the op takes their name)."""
+    topology = _Topology(model)
+    return {
+        name for name in topology.order
+        if isinstance(topology.layer(name), tf.keras.layers.BatchNormalization)
+        and topology.inputs_of[name] and topology.inputs_of[name][0] in kept_float
+        and topology.single_use(topology.inputs_of[name][0])
+    }
+
+
 def _tentacle_op_problems(
-    graph: FlatbufferGraph, needs: TopologyNeeds, layer_names: set, kept_float: set
+    graph: FlatbufferGraph, needs: TopologyNeeds, layer_names: set, kept_float: set,
+    folding_into_float: set = frozenset(),
 ):
     """Float convs and unfolded arithmetic inside the tentacles (but in layers kept float)."""
     problems = []
@@ -286,7 +300,7 @@ def _tentacle_op_problems(
             continue
         if op.op == "DEPTHWISE_CONV_2D" and owner in needs.unfoldable_ok_bn:
             continue  # an int8 file runs a BatchNorm between float ops as a 1x1 depthwise conv
-        if op.op in FLOAT_COMPUTE_OPS:
+        if op.op in FLOAT_COMPUTE_OPS and owner not in folding_into_float:
             problems.append(
                 f"float {op.op} (op {op.index}, from layer {owner!r}) inside tentacle {index}: "
                 "tentacle convs must be LceBconv2d."

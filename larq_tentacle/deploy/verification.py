@@ -378,7 +378,7 @@ def _failure_message(model_name: str, report: VerifyReport, tie_eps: float) -> s
 
 
 def _sign_ties(model, x: np.ndarray, tie_eps: float) -> np.ndarray:
-    """Per input: does any binary conv see a value within tie_eps·RMS of zero (in Keras)?"""
+    """Per input: does any binary conv see a nonzero value within tie_eps·RMS of 0 (in Keras)?"""
     binary = [layer for layer in model.layers if rules.is_binary_conv(layer)]
     if not binary:
         return np.zeros(len(x), bool)
@@ -395,5 +395,10 @@ def _sign_ties(model, x: np.ndarray, tie_eps: float) -> np.ndarray:
     for value in values:
         value = np.asarray(value).reshape(len(x), -1)
         rms = np.sqrt(np.mean(value**2, axis=1, keepdims=True))
-        tie |= np.any(np.abs(value) <= tie_eps * np.maximum(rms, 1e-12), axis=1)
+        # An exact 0 is no tie: sign(0) = +1 in Keras and in LCE alike. Measured: the
+        # zero padding in front of ResNet50's max pool puts ~390 exact zeros into every
+        # input's first binary conv once the ReLU there is gone, which made every input
+        # a "tie" and left its parity unchecked.
+        near = np.abs(value) <= tie_eps * np.maximum(rms, 1e-12)
+        tie |= np.any(near & (value != 0), axis=1)
     return tie

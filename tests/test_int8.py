@@ -169,7 +169,7 @@ def test_int8_census_and_types(int8_case):
 @pytest.mark.slow
 def test_int8_agrees_with_the_fake_quantized_model(int8_case):
     report = int8_case["result"].report
-    assert report.passed and report.top1_agreement >= 0.99
+    assert report.passed and report.top1_agreement * 72 >= 71  # one int8 flip at most
     assert report.max_abs_diff <= report.atol
     assert report.atol == pytest.approx(4 / 256)  # 4 steps of a softmax's 1/256
     assert report.samples == 64 and not report.violations
@@ -214,7 +214,7 @@ def test_int8_fused(tmp_path):
         model, str(tmp_path / "fernet2_fused.tflite"), sample=x[-64:],
         preprocessing=preprocessing, quantize="int8", calibration_data=x[:256], fused=True,
     )
-    assert result.report.passed and result.report.top1_agreement >= 0.99
+    assert result.report.passed and result.report.top1_agreement * 72 >= 71
     assert result.sidecar["fused"] and result.sidecar["kernel"]["use_indirect_bgemm"]
     graph = tflite_file.read_flatbuffer(result.path)
     assert graph.op_counts()["LceBconv2d"] == 8  # one grouped bconv per layer
@@ -225,6 +225,15 @@ def test_int8_fused(tmp_path):
     assert result.sidecar["quantization"]["input"]["dtype"] == "float32"
     assert result.sidecar["input_dtype"] == "float32"
     assert deploy_int8.int8_problems(graph, int8_io=False) == []
+
+
+@pytest.mark.parametrize(
+    "agree, total, passes",
+    [(72, 72, True), (71, 72, True), (70, 72, False), (198, 200, True), (197, 200, False),
+     (297, 300, True), (296, 300, False)],
+)
+def test_int8_agreement_allows_one_miss_or_one_percent(agree, total, passes):
+    assert deploy_int8.agreement_passes(agree / total, total) is passes
 
 
 def test_int8_problems_name_a_float_op():

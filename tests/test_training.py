@@ -52,7 +52,8 @@ def tiny(model="nin", **overrides):
         (dict(input_size=2), "input_size.*>= 4"),
         (dict(init="copy"), "needs --init_from"),
         (dict(augment="rotate"), "augment"),
-        (dict(model_options=dict(width=2)), "unknown argument.*width"),
+        (dict(model_options=dict(depth=2)), "unknown argument.*depth"),
+        (dict(model_options=dict(width=0)), "width"),
     ],
 )
 def test_bad_config_is_refused_early_with_the_fix(overrides, message):

@@ -97,7 +97,7 @@ def build(
             `width` (default 1.0): a factor on every hidden layer's channels.
     """
     spec = get_spec(name)
-    model_options = _checked_model_options(spec, model_options)
+    model_options = checked_model_options(spec, model_options)
     precision = validation.choice("precision", precision, PRECISIONS)
     tentacles = validation.positive_int(
         "tentacles", tentacles, hint="pass the number of tentacles, e.g. tentacles=3"
@@ -131,10 +131,12 @@ def build(
     )
 
 
-def _checked_model_options(spec: ModelSpec, model_options: dict) -> dict:
+def checked_model_options(spec: ModelSpec, model_options: dict, *, where: str = "") -> dict:
     """The options the builder takes; None keeps a default, a bad `width` fails here."""
     model_options = {k: v for k, v in model_options.items() if v is not None}
-    validation.no_unknown(model_options, spec.options(), where=f"build({spec.name!r})")
+    validation.no_unknown(
+        model_options, spec.options(), where=where or f"build({spec.name!r})"
+    )
     if "width" in model_options:
         model_options["width"] = validation.width_multiplier(model_options["width"])
     return model_options

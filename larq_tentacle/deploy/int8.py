@@ -5,8 +5,9 @@ writes them as int8 ops next to its binary ones. The converter does not say when
 it keeps something float (without ranges `inference_input_type=tf.int8` silently
 returns a float model, lce-notes §4), so `int8_problems` reads every tensor type
 of the written flatbuffer, and `verify_int8` compares the file with the
-fake-quantized Keras model: top-1 agreement >= `MIN_INT8_AGREEMENT` and max |Δ|
-within `DEFAULT_INT8_STEPS` output quantization steps.
+fake-quantized Keras model: top-1 agreement >= `MIN_INT8_AGREEMENT` (one
+disagreement is always allowed) and max |Δ| within `DEFAULT_INT8_STEPS` output
+quantization steps.
 """
 
 from typing import List, Optional
@@ -160,8 +161,9 @@ def verify_int8(
 ) -> VerifyReport:
     """Compare an int8 file with its fake-quantized Keras `model` (`reference`: before int8).
 
-    Passes when the top-1 class agrees on >= 99 % of the inputs (an input whose
-    Keras top two are within the tolerance agrees with either), max |Δ| is at
+    Passes when the top-1 class agrees on >= 99 % of the inputs, or all but one
+    (an input whose Keras top two are within the tolerance agrees with either;
+    on the usual 64 + 8 inputs 99 % would allow no int8 flip at all), max |Δ| is at
     most `max_steps` output quantization steps (`report.atol`) on all but a
     quarter of the inputs, the file is int8 where it should be and, with
     `strict`, the binary op rules of `rules.strict_violations` hold for `reference`.
@@ -215,6 +217,12 @@ def _too_many_flips(flips: int, total: int) -> bool:
     return flips > max(1, total // 4)
 
 
+def agreement_passes(agreement: float, total: int) -> bool:
+    """Whether `agreement` on `total` inputs meets `MIN_INT8_AGREEMENT`, one miss always allowed."""
+    misses = round((1 - agreement) * total)
+    return misses <= max(1, int((1 - MIN_INT8_AGREEMENT) * total + 1e-9))
+
+
 def _report(reference, flatbuffer, parity, agreement, atol, violations, batches, *, strict,
             indirect) -> VerifyReport:
     diffs, all_diffs, flips = parity
@@ -223,7 +231,7 @@ def _report(reference, flatbuffer, parity, agreement, atol, violations, batches,
     total = sum(len(x) for x in batches.values() if x is not None)
     paper_kb = paper_size_kb_or_none(reference)
     return VerifyReport(
-        passed=agreement >= MIN_INT8_AGREEMENT and not _too_many_flips(flips, total)
+        passed=agreement_passes(agreement, total) and not _too_many_flips(flips, total)
         and not violations,
         max_abs_diff=max_diff, max_abs_diff_all=max(all_diffs.values()), sign_ties=flips,
         max_abs_diff_sample=diffs.get("sample"), max_abs_diff_random=diffs.get("random"),
@@ -238,12 +246,12 @@ def _report(reference, flatbuffer, parity, agreement, atol, violations, batches,
 
 def _failure(name: str, report: VerifyReport, step: float, max_steps: float) -> str:
     reasons = []
-    if report.top1_agreement < MIN_INT8_AGREEMENT:
+    total = report.samples + report.random_samples
+    if not agreement_passes(report.top1_agreement, total):
         reasons.append(
             f"top-1 agreement with the fake-quantized Keras model {100 * report.top1_agreement:.1f}"
-            f" % < {100 * MIN_INT8_AGREEMENT:.0f} %"
+            f" % of {total} inputs < {100 * MIN_INT8_AGREEMENT:.0f} % (and more than one miss)"
         )
-    total = report.samples + report.random_samples
     if _too_many_flips(report.sign_ties, total):
         reasons.append(
             f"{report.sign_ties} of {total} inputs differ by more than {max_steps:g} output "

@@ -10,7 +10,7 @@ import dataclasses
 import os
 from typing import Optional
 
-from larq_tentacle.core.registry import PRECISIONS, get_spec
+from larq_tentacle.core.registry import PRECISIONS, checked_model_options, get_spec
 from larq_tentacle.core.template import INITS
 from larq_tentacle.data import sources as data
 from larq_tentacle.training import distributed
@@ -145,9 +145,8 @@ class TrainConfig(Recipe):
                 minimum=spec.min_input_size,
                 hint=f"{self.model} needs at least {spec.min_input_size} pixels a side",
             )
-        model_options = dict(self.model_options or {})
-        validation.no_unknown(
-            model_options, spec.options(), where=f"model_options of {self.model!r}"
+        model_options = checked_model_options(
+            spec, dict(self.model_options or {}), where=f"model_options of {self.model!r}"
         )
         return dataclasses.replace(
             self,

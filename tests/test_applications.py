@@ -52,17 +52,8 @@ def _train(model, data, seed=0):
     model.fit(dataset, steps_per_epoch=STEPS, epochs=1, verbose=0)
 
 
-# MobileNetV2 still fails after the threshold fix (46 of 64 real inputs tied, 46.9 % top-1
-# agreement, 2026-11-30): its binary inputs read float depthwise convs; under investigation.
-CASES = [
-    pytest.param(name, marks=pytest.mark.xfail(raises=lt.VerificationError, strict=False))
-    if name == "MobileNetV2" else name
-    for name in sorted(EXPECTED)
-]
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_application_tentaclizes_trains_and_exports_verified(name, digits32, tmp_path):
     base = getattr(tf.keras.applications, name)(weights=None, input_shape=SHAPE, classes=10)
     model = lt.tentaclize(base, tentacles=2)

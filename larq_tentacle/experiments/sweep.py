@@ -20,11 +20,13 @@ point (`teacher_dir`), which the plan trains first.
 """
 
 import dataclasses
+import gc
 import os
 import time
 from typing import List
 
 import numpy as np
+import tensorflow as tf
 
 from larq_tentacle.core.registry import get_spec
 from larq_tentacle.core.serialization import load_model
@@ -94,9 +96,21 @@ def run_sweep(
             # The CSV after every job is cheap; plots and table once at the end
             # (`render` or `apps/sweep.py --render_only` draws them at any time).
             write_csv(workdir)
+            _release_keras_state()
     finally:
         bar.close()
     return render(workdir, command=command, session_wall_time_s=time.time() - started)
+
+
+def _release_keras_state() -> None:
+    """Free what a finished job's models left in Keras's global graph and caches.
+
+    Without it a long sweep grew by about 100 MB per point (9.8 GB after 95 points of
+    the 5-seed digits sweep) until the machine swapped; every job builds its models
+    afresh and seeds itself, so nothing it needs is lost.
+    """
+    tf.keras.backend.clear_session()
+    gc.collect()
 
 
 def _progress_bar(total, *, initial, enabled):

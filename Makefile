@@ -37,9 +37,12 @@ demo: $(STAMP)
 
 # After the suite, the smoke test on the supported Pythons other than .venv's own
 # (--keep-going: every version reports, and any failure still fails `make test`).
+# Two pytest workers, one test file each at a time (--dist=loadfile keeps a file's module
+# fixtures in one process); TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist=loadfile
 	$(MAKE) --no-print-directory --keep-going smoke-versions SMOKE_VERSIONS="$$($(PY) -c 'import sys; \
 		print(*[v for v in "$(SUPPORTED)".split() if v != "%d.%d" % sys.version_info[:2]])')"
 

@@ -12,7 +12,7 @@ import autograph_speedup  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from larq_tentacle.utils.seeding import use_deterministic_ops  # noqa: E402
+from larq_tentacle.utils.seeding import seed_everything, use_deterministic_ops  # noqa: E402
 
 # A test-only speed-up that uses TensorFlow internals (the package does not).
 autograph_speedup.skip_autograph_for_tf_keras()
@@ -20,10 +20,14 @@ autograph_speedup.skip_autograph_for_tf_keras()
 # Every lt.train run turns deterministic ops on for the rest of its process; on from the
 # start, a test's numbers do not depend on which test files a pytest worker ran before it.
 use_deterministic_ops(True)
+seed_everything(0)  # for the first module fixture too (they run before the per-test seed)
 
 
 @pytest.fixture(autouse=True)
 def clear_session():
+    # Deterministic ops refuse an unseeded random op; a test that does not seed itself
+    # starts from the same seed whichever tests ran before it.
+    seed_everything(0)
     yield
     tf.keras.backend.clear_session()
 

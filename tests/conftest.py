@@ -32,6 +32,10 @@ def clear_session():
     tf.keras.backend.clear_session()
 
 
+_LIBC = ctypes.util.find_library("c")
+_MALLOC_TRIM = getattr(ctypes.CDLL(_LIBC), "malloc_trim", None) if _LIBC else None  # glibc only
+
+
 @pytest.fixture(scope="module", autouse=True)
 def release_memory_after_each_file():
     """Hand a finished test file's heap back to the system.
@@ -41,8 +45,6 @@ def release_memory_after_each_file():
     peaks of 17.5 and 18.9 GB, so most of the growth is memory still held, not freed.
     """
     yield
-    tf.keras.backend.clear_session()
-    gc.collect()
-    libc = ctypes.util.find_library("c")
-    if libc and hasattr(ctypes.CDLL(libc), "malloc_trim"):  # glibc only
-        ctypes.CDLL(libc).malloc_trim(0)
+    gc.collect()  # the per-test fixture has already cleared the Keras session
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
